@@ -1,0 +1,67 @@
+"""The ``relmon`` command.
+
+Each verb lives in its own module under :mod:`relmon.commands` and exposes
+``register(subparsers)``; this module only assembles them and turns :class:`RelmonError`
+into a clear message and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from relmon.errors import RelmonError
+
+# Verbs in the order `relmon --help` lists them.
+_COMMAND_MODULES = (
+    "relmon.commands.worker",
+    "relmon.commands.topics",
+    "relmon.commands.replay",
+    "relmon.commands.simulate",
+    "relmon.commands.timeline",
+    "relmon.commands.schemas",
+)
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relmon",
+        description=(
+            "relmon watches every contact with a supporter and its aftermath, scores contact "
+            "fatigue and irritation risk, and tells dialers whom not to call, why and until when."
+        ),
+        epilog="Run `relmon VERB --help` for the options of one verb.",
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a verb not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except RelmonError as exc:
+        print(f"relmon {args.verb}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"relmon {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

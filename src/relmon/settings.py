@@ -1,0 +1,80 @@
+"""One typed settings object, read from ``RELMON_*`` environment variables.
+
+Nothing else in relmon reads ``os.environ``. Secrets are :class:`pydantic.SecretStr`, so they
+print as ``**********`` in logs and reprs; :meth:`Settings.safe_dict` is what may be logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Runtime settings of every relmon process (worker, CLI, tests)."""
+
+    model_config = SettingsConfigDict(env_prefix="RELMON_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", description="comma-separated host:port list of Kafka brokers"
+    )
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    topic_prefix: str = Field(default="", description="prepended to every topic name")
+    partitions: int = Field(default=8, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    web_host: str = "0.0.0.0"  # noqa: S104 - the API must be reachable from dialers
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    policy_file: Path | None = None
+    state_dir: Path = Path(".relmon-state")
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    api_token: SecretStr | None = None
+    worker_id: str = Field(default="relmon", description="Faust app id = consumer group id")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_ports(cls, value: str) -> str:
+        hosts = [h.strip() for h in value.split(",") if h.strip()]
+        bad = [h for h in hosts if ":" not in h or not h.rsplit(":", 1)[1].isdigit()]
+        if not hosts or bad:
+            raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return ",".join(hosts)
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka clients (producer, consumer, admin)."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context()
+        return kwargs
+
+    def safe_dict(self) -> dict[str, Any]:
+        """The settings as they may appear in a log line: secrets masked."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                out[name] = "**********"
+            elif isinstance(value, Path):
+                out[name] = str(value)
+            else:
+                out[name] = value
+        return out
