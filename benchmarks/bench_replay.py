@@ -1,0 +1,192 @@
+"""Replay throughput against plain ``json.loads``, measured in one process.
+
+Generates a deterministic JSONL file of realistic input events (1,000,000 by default) in a
+temporary directory, reads its lines into memory, then times over the same ``bytes``:
+
+(a) ``json.loads`` of every line (the baseline: decoding and nothing else);
+(b) the replay path of ``relmon replay``: ``parse_event`` (decode + strict validation),
+    ``Engine.apply`` on the in-memory state, the event-time expiries, and encoding every
+    suppression record and alert, written to /dev/null (no result files are kept).
+
+It prints events/s of both, and the ratio a_time / b_time (goal: >= 0.5, i.e. the replay
+takes at most twice the plain decoding). It writes nothing but the temporary input file.
+
+    python benchmarks/bench_replay.py               # 1M events
+    python benchmarks/bench_replay.py --events 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from relmon.domain import default_policy, parse_event
+from relmon.replay.file_replay import Replayer, fewer_gc_passes
+
+ZONE = ZoneInfo("Europe/Amsterdam")
+START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+SPAN_DAYS = 90
+PARTNERS = ["p-callfirst", "p-telemarkt", "p-dialogue", "p-voxpop", "p-belbureau"]
+PURPOSES = ["upgrade"] * 5 + ["reactivation"] * 2 + ["thank_you"] * 2 + ["service", "survey"]
+OUTCOMES = (
+    ["no_answer"] * 30 + ["voicemail"] * 10 + ["busy"] * 5 + ["wrong_number"] * 2
+    + ["declined"] * 20 + ["converted"] * 8 + ["info_requested"] * 6
+    + ["callback_requested"] * 5 + ["hung_up"] * 6 + ["complaint"] * 2
+    + ["do_not_call"] * 2 + ["cancelled_donation"] * 4
+)  # fmt: skip
+EMAIL_ACTIONS = (
+    ["sent"] * 40 + ["delivered"] * 30 + ["opened"] * 20 + ["clicked"] * 6
+    + ["unsubscribed"] * 2 + ["bounced"] * 1 + ["spam_complaint"] * 1
+)  # fmt: skip
+FREQUENCIES = ["monthly"] * 8 + ["quarterly", "yearly"]
+DONATION_ACTIONS = (
+    ["started"] * 10 + ["upgraded"] * 6 + ["downgraded"] * 4 + ["paused"] * 2
+    + ["resumed"] * 2 + ["cancelled"] * 4 + ["reversed"] * 1 + ["payment_failed"] * 3
+    + ["one_off"] * 8
+)  # fmt: skip
+
+
+def generate(path: Path, events: int, seed: int = 20260501) -> None:
+    """Write ``events`` realistic events (about 300 B each), roughly in time order."""
+    rnd = random.Random(seed)
+    supporters = max(events // 10, 1)
+    step = SPAN_DAYS * 86_400 / events
+    with path.open("wb") as out:
+        for i in range(events):
+            when = START + timedelta(seconds=i * step)
+            if rnd.random() < 0.02:  # a late event, up to two days behind
+                when -= timedelta(seconds=rnd.randrange(172_800))
+            sid = f"sup-{rnd.randrange(supporters):08d}"
+            out.write(orjson.dumps(_event(rnd, sid, when)) + b"\n")
+
+
+def _event(rnd: random.Random, sid: str, when: datetime) -> dict[str, Any]:
+    common = {
+        "event_id": str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
+        "supporter_id": sid,
+        "occurred_at": when.astimezone(ZONE).isoformat(timespec="seconds"),
+        "schema_version": 1,
+    }
+    kind = rnd.random()
+    if kind < 0.40:
+        purpose = rnd.choice(PURPOSES)
+        outcome = rnd.choice(OUTCOMES)
+        return {
+            "type": "call_outcome",
+            **common,
+            "call_id": f"call-{rnd.getrandbits(40):012x}",
+            "direction": "inbound" if rnd.random() < 0.08 else "outbound",
+            "campaign_id": f"cmp-2026-{purpose}-{rnd.randrange(6)}",
+            "campaign_purpose": purpose,
+            "partner_id": rnd.choice(PARTNERS),
+            "agent_id": f"agent-{rnd.randrange(400):04d}",
+            "duration_s": rnd.randrange(0, 600),
+            "outcome": outcome,
+            "amount_delta_cents": 500 if outcome == "converted" else None,
+            "trigger": rnd.choice([None, "web_visit", "moved_house"]),
+            "sentiment": round(rnd.uniform(-1, 1), 2) if rnd.random() < 0.3 else None,
+        }
+    if kind < 0.75:
+        return {
+            "type": "email_engagement",
+            **common,
+            "message_id": f"msg-{rnd.getrandbits(48):012x}",
+            "campaign_id": f"nl-2026-{rnd.randrange(12):02d}",
+            "action": rnd.choice(EMAIL_ACTIONS),
+        }
+    if kind < 0.80:
+        return {
+            "type": "consent_change",
+            **common,
+            "channel": rnd.choice(["phone", "email", "email", "post", "sms", "all"]),
+            "action": rnd.choice(["opt_out", "opt_out", "opt_in", "objection"]),
+            "source": rnd.choice(["call", "web", "email", "letter", "register", "other"]),
+        }
+    action = rnd.choice(DONATION_ACTIONS)
+    before = rnd.choice([500, 1000, 1500, 2500])
+    after = {"upgraded": before + 500, "downgraded": before // 2}.get(action, before)
+    if action in ("cancelled", "paused", "reversed"):
+        after = 0
+    started = when - timedelta(days=rnd.randrange(30, 3000))
+    return {
+        "type": "donation_change",
+        **common,
+        "mandate_id": f"mnd-{sid[4:]}-{rnd.randrange(2)}",
+        "action": action,
+        "frequency": "one_off"
+        if action == "one_off"
+        else rnd.choice(["monthly"] * 8 + ["quarterly", "yearly"]),
+        "amount_cents_before": before,
+        "amount_cents_after": after,
+        "currency": "EUR",
+        "mandate_started_at": started.isoformat(timespec="seconds"),
+        "channel": rnd.choice(["phone", "web", "bank", "post", "other"]),
+        "reason": None,
+    }
+
+
+def time_plain(lines: list[bytes]) -> float:
+    loads = json.loads
+    started = time.perf_counter()
+    for line in lines:
+        loads(line)
+    return time.perf_counter() - started
+
+
+def time_replay(lines: list[bytes]) -> tuple[float, Replayer]:
+    with open(os.devnull, "wb") as sink, fewer_gc_passes():
+        write = sink.write
+        replayer = Replayer(default_policy(), "bench", write, write, write)
+        feed = replayer.feed
+        started = time.perf_counter()
+        for number, line in enumerate(lines, start=1):
+            feed(line, number)
+        return time.perf_counter() - started, replayer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events to generate")
+    parser.add_argument("--input", type=Path, help="use this JSONL file instead of generating")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="relmon-bench-") as tmp:
+        path = args.input or Path(tmp) / "events.jsonl"
+        if args.input is None:
+            print(f"generating {args.events:,} events ...", file=sys.stderr)
+            generate(path, args.events)
+        lines = path.read_bytes().splitlines()
+    size = sum(len(line) for line in lines) / max(len(lines), 1)
+    parse_event(lines[0])  # warm up imports and the validator
+    gc.collect()
+    plain = time_plain(lines)
+    gc.collect()
+    replay, replayer = time_replay(lines)
+    s = replayer.stats
+    n = len(lines)
+    print(f"events: {n:,} lines, {size:.0f} B average; python {sys.version.split()[0]}")
+    print(f"(a) json.loads:                  {plain:7.2f} s  {n / plain:>10,.0f} events/s")
+    print("(b) replay (decode+validate+apply, outputs encoded to /dev/null):")
+    print(f"                                 {replay:7.2f} s  {n / replay:>10,.0f} events/s")
+    print(f"ratio a_time / b_time: {plain / replay:.3f}  (goal >= 0.5)")
+    print(
+        f"replay output: {s.records:,} records, {s.alerts:,} alerts, {s.dead_letters:,} dead "
+        f"letters, {s.supporters:,} supporters"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

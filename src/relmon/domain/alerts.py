@@ -1,0 +1,186 @@
+"""The two alert kinds: ``churn_after_contact`` and ``call_while_suppressed``.
+
+Modelling choices:
+
+* ``alert_id`` is the first 32 hex characters of sha256 over
+  ``"{kind}|{supporter_id}|{event_id}"``: the churn's event id for ``churn_after_contact``
+  (one alert per churn), the call's for ``call_while_suppressed`` (one per call). A replay or
+  a redelivery gives the same id.
+* Churn after contact: the churn (``cancelled``, ``paused``, ``reversed``, or ``downgraded``
+  to a lower amount) of a donor loyal *by the churn event itself* (monthly, amount before
+  > 0, tenure >= the policy's months at the churn), at most ``window_days`` after a reached
+  outbound call (any purpose, the call at or before the churn). ``contact`` is the last such
+  call known when the alert is raised. Churns of loyal donors are remembered as long as
+  calls are, so a call that arrives after the churn still raises the alert; each churn
+  alerts once. If several qualifying calls exist and the later one arrives after the
+  alert, the alert keeps the call known then: the *set* of alert ids does not depend on
+  arrival order, the ``contact`` can.
+* ``monthly_amount_lost_cents``: ``amount_cents_before`` for cancelled, paused and reversed;
+  ``before - after`` for a downgrade; quarterly amounts are divided by 3 and yearly by 12
+  (rounded to whole cents). ``tenure_months``: whole calendar months from
+  ``mandate_started_at`` to the churn.
+* Call while suppressed: an outbound marketing call judged on the facts strictly before its
+  ``occurred_at`` (:func:`relmon.domain.decide.evaluate` with ``strict=True``). A call not
+  suppressed when it arrives is judged again whenever a fact from before it arrives later;
+  alerts are never retracted. The scores ``*_at_contact`` are those before the call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from relmon.domain.decide import Decision, detail, evaluate
+from relmon.domain.facts import (
+    ALERTED,
+    ATTEMPTS,
+    DAY,
+    DONATION_ACTIONS,
+    FREQUENCIES,
+    MARKETING,
+    OUTCOMES,
+    PER_MONTH,
+    PURPOSES,
+)
+from relmon.domain.outputs import Alert, Contact, Donation, Reason, construct
+from relmon.domain.rules import Rules, utc, whole_months
+from relmon.domain.state import Fact, SupporterState
+
+DOWNGRADED = DONATION_ACTIONS.index("downgraded")
+
+
+def alert_id(kind: str, supporter_id: str, event_id: str) -> str:
+    """The deterministic id of an alert."""
+    return hashlib.sha256(f"{kind}|{supporter_id}|{event_id}".encode()).hexdigest()[:32]
+
+
+def reasons_of(st: SupporterState, r: Rules, d: Decision) -> list[Reason]:
+    """The output form of a decision's reasons.
+
+    A reason is fully named by (code, until, ref): event ids are unique, so the detail a ref
+    leads to never changes. Reason objects are immutable, so they are shared through a
+    bounded cache (records repeat most reasons of the record before them).
+    """
+    cache = r.reason_cache
+    out = []
+    for reason in d.reasons:
+        made = cache.get(reason)
+        if made is None:
+            if len(cache) >= 100_000:
+                cache.clear()
+            until = reason[1]
+            made = cache[reason] = construct(
+                Reason,
+                code=reason[0],
+                until=None if until is None else utc(until),
+                detail=detail(st, r, reason),
+            )
+        out.append(made)
+    return out
+
+
+def judge_calls(st: SupporterState, r: Rules, after: int) -> list[Alert]:
+    """Judge again the marketing calls later than ``after`` that have raised no alert.
+
+    Marks the alerted calls on ``st`` (a fresh copy owned by the caller).
+    """
+    alerts: list[Alert] = []
+    for call in st.calls:
+        if call[0] <= after or call[4] not in MARKETING or call[8] & ALERTED:
+            continue
+        d = evaluate(st, r, call[0], strict=True)
+        if d.suppressed:
+            alerts.append(call_alert(st, r, call[1], d))
+    return alerts
+
+
+def call_alert(st: SupporterState, r: Rules, call_event_id: str, d: Decision) -> Alert:
+    """The call_while_suppressed alert for a call on ``st`` judged ``d``; marks the call."""
+    calls = st.calls = st.calls.copy()
+    i = next(i for i in range(len(calls) - 1, -1, -1) if calls[i][1] == call_event_id)
+    call = calls[i]
+    calls[i] = (*call[:8], call[8] | ALERTED)
+    return construct(
+        Alert,
+        alert_id=alert_id("call_while_suppressed", st.supporter_id, call[1]),
+        kind="call_while_suppressed",
+        supporter_id=st.supporter_id,
+        occurred_at=utc(call[0]),
+        donation=None,
+        contact=_contact(call, None),
+        irritation_risk_at_contact=d.irritation,
+        fatigue_at_contact=d.fatigue,
+        reasons=reasons_of(st, r, d),
+        policy_version=r.version,
+        cause_event_id=call[1],
+    )
+
+
+def link_churns(st: SupporterState, r: Rules) -> list[Alert]:
+    """Alerts for remembered churns not yet alerted that now have a qualifying contact."""
+    alerts: list[Alert] = []
+    churns = st.churns
+    for i, churn in enumerate(churns):
+        if churn[9]:
+            continue
+        contact = _last_reached_call(st.calls, churn[0] - r.churn_window, churn[0])
+        if contact is None:
+            continue
+        if churns is st.churns:
+            churns = st.churns = churns.copy()
+        churns[i] = (*churn[:9], 1)
+        alerts.append(_churn_alert(st, r, churn, contact))
+    return alerts
+
+
+def _last_reached_call(calls: list[Fact], lo: int, hi: int) -> Fact | None:
+    for call in reversed(calls):
+        t = call[0]
+        if t < lo:
+            return None
+        if t <= hi and call[7] not in ATTEMPTS:
+            return call
+    return None
+
+
+def _churn_alert(st: SupporterState, r: Rules, churn: Fact, call: Fact) -> Alert:
+    t, eid, mandate_id, action, frequency, before, after, currency, started, _ = churn
+    lost = before - after if action == DOWNGRADED else before
+    d = evaluate(st, r, call[0], strict=True)
+    return construct(
+        Alert,
+        alert_id=alert_id("churn_after_contact", st.supporter_id, eid),
+        kind="churn_after_contact",
+        supporter_id=st.supporter_id,
+        occurred_at=utc(t),
+        donation=construct(
+            Donation,
+            mandate_id=mandate_id,
+            action=DONATION_ACTIONS[action],
+            frequency=FREQUENCIES[frequency],
+            amount_cents_before=before,
+            amount_cents_after=after,
+            currency=currency,
+            monthly_amount_lost_cents=round(lost * PER_MONTH.get(frequency, 0.0)),
+            tenure_months=whole_months(started, t),
+        ),
+        contact=_contact(call, (t - call[0]) // DAY),
+        irritation_risk_at_contact=d.irritation,
+        fatigue_at_contact=d.fatigue,
+        reasons=[],
+        policy_version=r.version,
+        cause_event_id=eid,
+    )
+
+
+def _contact(call: Fact, days_before_churn: int | None) -> Contact:
+    return construct(
+        Contact,
+        call_id=call[2],
+        campaign_id=call[3],
+        campaign_purpose=PURPOSES[call[4]],
+        partner_id=call[5],
+        agent_id=call[6],
+        outcome=OUTCOMES[call[7]],
+        occurred_at=utc(call[0]),
+        days_before_churn=days_before_churn,
+    )

@@ -1,0 +1,260 @@
+"""The decision at a moment: every reason in force, its ``until``, and the scores.
+
+:func:`evaluate` is a pure function of (facts, ``as_of``). With ``strict=True`` it leaves
+out facts at ``as_of`` itself: that is how a call is judged "on the events before it".
+
+Modelling choices:
+
+* A reason is in force while ``as_of < until``; reasons are listed in the contract's order.
+* Consent per channel is read in ``(t, event_id)`` order: ``opt_out`` on ``phone`` or ``all``
+  gives ``OPTED_OUT`` until an ``opt_in`` on ``phone`` or ``all``; ``objection`` on any channel
+  gives ``OBJECTION`` until an ``opt_in`` on that channel or on ``all``. ``do_not_call`` holds
+  until an ``opt_in`` on ``phone`` or ``all`` after it. The reason's detail names the event
+  that started it, so a repeated opt-out does not make a new record.
+* ``CONTACT_CAP``: the outbound calls in ``(as_of - window, as_of]``; with ``n >= cap`` it
+  lasts until the ``cap``-th most recent one leaves the window.
+* ``FATIGUE`` / ``IRRITATION_RISK``: the closed-form time the decaying score falls below the
+  threshold (:mod:`relmon.domain.scoring`). The loyal threshold applies when the supporter
+  is loyal at ``as_of``.
+* ``wake`` is the earliest time at which the decision changes by time alone: the earliest
+  ``until``, or the moment a mandate's tenure makes the donor loyal if the irritation risk
+  would then be at or above the loyal threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from relmon.domain.facts import (
+    ACTIVE_ACTIONS,
+    ALL,
+    ATTEMPTS,
+    CHANNELS,
+    DO_NOT_CALL,
+    MARKETING,
+    MONTHLY,
+    OBJECTION,
+    OPT_IN,
+    OPT_OUT,
+    PHONE,
+)
+from relmon.domain.rules import Rules
+from relmon.domain.scoring import decayed_sum, decayed_sum_before, falls_below_at, fatigue_items
+from relmon.domain.state import _UNKNOWN, Fact, SupporterState
+
+# (code, until, ref): ``ref`` (the event id behind the reason, a count, or the loyal flag)
+# says what the human-readable detail is about; :func:`detail` writes the text on emission.
+ReasonTuple = tuple[str, int | None, str | int]
+
+
+class Decision(NamedTuple):
+    suppressed: bool
+    reasons: tuple[ReasonTuple, ...]
+    until: int | None
+    fatigue: float
+    irritation: float
+    loyal: bool
+    wake: int | None
+
+
+def evaluate(st: SupporterState, r: Rules, as_of: int, strict: bool = False) -> Decision:
+    """The decision at ``as_of`` from the facts (before ``as_of`` when ``strict``).
+
+    At or after the state's clock (every fact counts) it uses the caches kept on the state:
+    consent reasons, loyalty, and the folded score sums.
+    """
+    fast = not strict and as_of >= st.clock
+    reasons: list[ReasonTuple] = []
+    markers = st.markers
+    if st.consents or markers[DO_NOT_CALL]:
+        if fast:
+            consent = st._consent
+            if consent is None:
+                consent = st._consent = _consent_reasons(st, as_of, False)
+            reasons.extend(consent)
+        else:
+            reasons.extend(_consent_reasons(st, as_of, strict))
+    for kind, code, duration in r.timed_markers:
+        facts = markers[kind]
+        if facts:
+            for fact in reversed(facts):
+                t = fact[0]
+                if t < as_of or (t == as_of and not strict):
+                    if t + duration > as_of:
+                        reasons.append((code, t + duration, fact[1]))
+                    break
+    if st.calls:
+        _call_reasons(st, r, as_of, strict, reasons)
+    w = r.w
+    items = st._fatigue
+    if items is None:
+        items = fatigue_items(st, w)
+    irritation = st.irritation
+    if fast:
+        f_acc, f_ref, st._f_fold = decayed_sum(items, as_of, w.f_k, w.f_horizon, st._f_fold)
+        i_acc, i_ref, st._i_fold = decayed_sum(irritation, as_of, w.i_k, w.i_horizon, st._i_fold)
+        if not st.mandates:
+            loyal, onset = False, None
+        else:
+            since = st._loyal
+            if since == _UNKNOWN:
+                since = st._loyal = _loyal_since(st)
+            loyal = since is not None and since <= as_of
+            onset = since if since is not None and since > as_of else None
+    else:
+        f_acc, f_ref = decayed_sum_before(items, as_of, strict, w.f_k, w.f_horizon)
+        i_acc, i_ref = decayed_sum_before(irritation, as_of, strict, w.i_k, w.i_horizon)
+        loyal, onset = (False, None) if not st.mandates else _loyalty(st, as_of, strict)
+    until = falls_below_at(f_acc, f_ref, r.s_fatigue, w.f_half_life)
+    if until is not None and until > as_of:
+        reasons.append(("FATIGUE", until, 0))
+    s_threshold = r.s_irritation_loyal if loyal else r.s_irritation
+    until = falls_below_at(i_acc, i_ref, s_threshold, w.i_half_life)
+    if until is not None and until > as_of:
+        reasons.append(("IRRITATION_RISK", until, int(loyal)))
+    s_fatigue = f_acc * math.exp(w.f_k * (f_ref - as_of))
+    s_irritation = i_acc * math.exp(w.i_k * (i_ref - as_of))
+    wake = None
+    until_all = None
+    if reasons:
+        untils = [u for _c, u, _d in reasons if u is not None]
+        if untils:
+            wake = min(untils)
+            if len(untils) == len(reasons):
+                until_all = max(untils)
+    if onset is not None and s_irritation > 0.0:
+        at_onset = s_irritation * math.exp(-w.i_k * (onset - as_of))
+        if at_onset >= r.s_irritation_loyal and (wake is None or onset < wake):
+            wake = onset
+    return Decision(
+        bool(reasons),
+        tuple(reasons),
+        until_all,
+        -math.expm1(-s_fatigue),
+        -math.expm1(-s_irritation),
+        loyal,
+        wake,
+    )
+
+
+def detail(st: SupporterState, r: Rules, reason: ReasonTuple) -> str:
+    """The human-readable detail of a reason."""
+    code, _until, ref = reason
+    if code in ("OPTED_OUT", "OBJECTION"):
+        channel = next((CHANNELS[f[2]] for f in st.consents if f[1] == ref), "?")
+        action = "opt_out" if code == "OPTED_OUT" else "objection"
+        return f"{action} on {channel} (event {ref})"
+    if code == "CONTACT_CAP":
+        days = r.cap_window // 86_400
+        return f"{r.cap_calls} or more outbound calls in {days} days (until event {ref} leaves)"
+    if code == "FATIGUE":
+        return r.fatigue_detail
+    if code == "IRRITATION_RISK":
+        return r.irritation_detail_loyal if ref else r.irritation_detail
+    return f"{_DETAILS[code]} (event {ref})"
+
+
+_DETAILS = {
+    "DO_NOT_CALL_REQUEST": "asked not to be called",
+    "COMPLAINT": "complaint on a call",
+    "DECIDING_IN_OWN_TIME": "asked for time to decide (info_requested)",
+    "RECENT_UPGRADE": "converted on a call",
+    "MIN_GAP": "reached on a marketing call",
+}
+
+
+def _before(t: int, as_of: int, strict: bool) -> bool:
+    return t < as_of or (t == as_of and not strict)
+
+
+def _consent_reasons(st: SupporterState, as_of: int, strict: bool) -> tuple[ReasonTuple, ...]:
+    out: list[ReasonTuple] = []
+    opted_out: Fact | None = None
+    objections: dict[int, Fact] = {}
+    last_opt_in: tuple[int, str] | None = None
+    for fact in st.consents:
+        t, eid, channel, action = fact
+        if not _before(t, as_of, strict):
+            break
+        if action == OPT_IN:
+            if channel in (PHONE, ALL):
+                opted_out = None
+                last_opt_in = (t, eid)
+            if channel == ALL:
+                objections.clear()
+            else:
+                objections.pop(channel, None)
+        elif action == OPT_OUT:
+            if channel in (PHONE, ALL) and opted_out is None:
+                opted_out = fact
+        elif action == OBJECTION:
+            objections.setdefault(channel, fact)
+    if opted_out is not None:
+        out.append(("OPTED_OUT", None, opted_out[1]))
+    if objections:
+        out.append(("OBJECTION", None, min(objections.values())[1]))
+    for fact in st.markers[DO_NOT_CALL]:
+        if not _before(fact[0], as_of, strict):
+            break
+        if last_opt_in is None or (fact[0], fact[1]) > last_opt_in:
+            out.append(("DO_NOT_CALL_REQUEST", None, fact[1]))  # the first request after an opt-in
+            break
+    return tuple(out)
+
+
+def _call_reasons(
+    st: SupporterState, r: Rules, as_of: int, strict: bool, out: list[ReasonTuple]
+) -> None:
+    lo = as_of - r.cap_window
+    cap = r.cap_calls
+    calls = st.calls
+    if len(calls) >= cap:
+        counted = [
+            c for c in calls if c[0] > lo and (c[0] < as_of or (c[0] == as_of and not strict))
+        ]
+        if len(counted) >= cap:
+            # ends when the cap-th most recent call leaves the window
+            out.append(("CONTACT_CAP", counted[-cap][0] + r.cap_window, counted[-cap][1]))
+    min_gap = r.min_gap
+    for call in reversed(calls):
+        t = call[0]
+        if t > as_of or (t == as_of and strict):
+            continue
+        if t + min_gap <= as_of:
+            break
+        if call[4] in MARKETING and call[7] not in ATTEMPTS:
+            out.append(("MIN_GAP", t + min_gap, call[1]))
+            break
+
+
+def _loyal_since(st: SupporterState) -> int | None:
+    """When the donor is (or will be) loyal by the mandates' latest statuses, or None."""
+    latest: dict[str, Fact] = {}
+    for fact in st.mandates:
+        latest[fact[2]] = fact
+    since = None
+    for _t, _eid, _mid, action, frequency, amount, loyal_from in latest.values():
+        active = action in ACTIVE_ACTIONS and frequency == MONTHLY and amount > 0
+        if active and (since is None or loyal_from < since):
+            since = loyal_from
+    return since
+
+
+def _loyalty(st: SupporterState, as_of: int, strict: bool) -> tuple[bool, int | None]:
+    """Loyal at ``as_of``, and when a mandate active then will make the donor loyal."""
+    latest: dict[str, Fact] = {}
+    for fact in st.mandates:
+        t = fact[0]
+        if t > as_of or (t == as_of and strict):
+            break
+        latest[fact[2]] = fact
+    loyal = False
+    onset: int | None = None
+    for _t, _eid, _mid, action, frequency, amount, loyal_from in latest.values():
+        if action in ACTIVE_ACTIONS and frequency == MONTHLY and amount > 0:
+            if loyal_from <= as_of:
+                return True, None
+            if onset is None or loyal_from < onset:
+                onset = loyal_from
+    return loyal, onset

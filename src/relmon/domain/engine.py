@@ -1,0 +1,224 @@
+"""The engine: apply one event to a supporter's state, return the new state and what to emit.
+
+Pure and deterministic: time comes in with the event (or as ``now`` for :meth:`Engine.expire`
+and the read-only queries); no wall clock, no I/O, no randomness.
+
+Modelling choices:
+
+* The state given is never changed. ``apply`` returns the *same* object when nothing changed
+  (a duplicate, or an event that leaves no fact and is not later than the supporter's clock)
+  and a new one otherwise, so a caller persists only when ``outcome.state is not state``.
+  An event that leaves no fact still moves the clock forward: the time it carries is a fact
+  too, and this is what makes its duplicate change nothing.
+* Decisions are evaluated at ``as_of = max(clock, occurred_at)``: the event time for events in
+  order, the supporter's latest known time for a late one. ``decided_at`` is that ``as_of``.
+* A suppression record is emitted when ``(suppressed, reasons, until)`` differs from the last
+  one emitted. A supporter never suppressed emits nothing (never-seen already means "not
+  suppressed"); the first record is the first suppression.
+* Old facts are forgotten once the clock passes the time the oldest of them expires
+  (retention in the policy); the same age rule refuses an old fact on arrival, so
+  forgetting does not let a duplicate in.
+* Alerts: see :mod:`relmon.domain.alerts`.
+
+Order of arrival. Facts are kept as sets ordered by ``(t, event_id)`` and everything is
+computed from them, so for events arriving late by less than the retention grace:
+
+* the decision and the scores at any time are the same whatever the arrival order (bit for
+  bit), and so is the set of ``churn_after_contact`` alert ids;
+* the set of ``call_while_suppressed`` alert ids is the same for streams without facts that
+  *lower* suppression (``opt_in``, a mandate ending, pausing or downgrading): a call judged
+  before such a fact arrived keeps its alert (alerts are never retracted), and a call judged
+  after it may raise none;
+* the *sequence* of suppression records is a history and does depend on arrival order
+  (a late event is decided at the supporter's latest time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from relmon.domain.alerts import call_alert, judge_calls, link_churns, reasons_of
+from relmon.domain.decide import Decision, evaluate
+from relmon.domain.events import (
+    MARKETING_PURPOSES,
+    CallOutcome,
+    ConsentChange,
+    DonationChange,
+    EmailEngagement,
+)
+from relmon.domain.explain import explain as explain_state
+from relmon.domain.outputs import Alert, SuppressionRecord, construct
+from relmon.domain.policy import Policy
+from relmon.domain.rules import Rules, utc
+from relmon.domain.state import SupporterState
+from relmon.domain.update import call_facts, consent_facts, donation_facts, email_facts
+
+Event = CallOutcome | ConsentChange | EmailEngagement | DonationChange
+
+
+class Outcome(NamedTuple):
+    """What applying an event (or an expiry) gives: the state, records and alerts to emit."""
+
+    state: SupporterState
+    records: list[SuppressionRecord]
+    alerts: list[Alert]
+
+
+_HANDLERS: dict[str, Callable[[SupporterState, Any, int, Rules], SupporterState | None]] = {
+    "call_outcome": call_facts,
+    "consent_change": consent_facts,
+    "email_engagement": email_facts,
+    "donation_change": donation_facts,
+}
+
+
+class Engine:
+    """Applies events under one policy."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.rules = Rules(policy)
+
+    def apply(self, state: SupporterState | None, event: Event) -> Outcome:
+        """Apply one event; see the module docstring for what is emitted when."""
+        t = int(event.occurred_at.timestamp())
+        st = state if state is not None else SupporterState(event.supporter_id)
+        eid = event.event_id
+        if eid in st.event_ids():
+            return Outcome(st, [], [])
+        r = self.rules
+        nst = _HANDLERS[event.type](st, event, t, r)
+        clock = st.clock
+        as_of = clock if clock > t else t
+        alerts: list[Alert] = []
+        if nst is None:
+            if t <= clock:
+                return Outcome(st, [], [])  # nothing new, not even the time
+            nst = st.copy()
+            if st.wake is None or as_of < st.wake:
+                if as_of >= nst.prune_at:
+                    self._forget(nst, as_of)
+                nst.clock = as_of  # only the time moved; the decision stands
+                return Outcome(nst, [], [])
+        else:
+            if isinstance(event, CallOutcome) and event.direction == "outbound":
+                alerts = self._call_alerts(st, nst, event, t)
+            if nst.calls and nst.calls[-1][0] > t:
+                alerts += judge_calls(nst, r, t)
+            if nst.churns:
+                alerts += link_churns(nst, r)
+        if as_of >= nst.prune_at:
+            self._forget(nst, as_of)
+        nst.clock = as_of
+        records = self._emit(nst, evaluate(nst, r, as_of), as_of, eid)
+        return Outcome(nst, records, alerts)
+
+    def expire(self, state: SupporterState, now: datetime) -> Outcome:
+        """Re-decide at ``now`` if a reason's ``until`` (or a loyalty onset) has passed."""
+        n = int(now.timestamp())
+        if state.wake is None or n < state.wake:
+            return Outcome(state, [], [])
+        nst = state.copy()
+        as_of = max(state.clock, n)
+        if as_of >= nst.prune_at:
+            self._forget(nst, as_of)
+        nst.clock = as_of
+        return Outcome(nst, self._emit(nst, evaluate(nst, self.rules, as_of), as_of, None), [])
+
+    def decision(
+        self, state: SupporterState | None, supporter_id: str, at: datetime
+    ) -> SuppressionRecord:
+        """The decision evaluated at ``at`` (a never-seen supporter is not suppressed)."""
+        if state is None:
+            state = SupporterState(supporter_id)
+        t = int(at.timestamp())
+        d = evaluate(state, self.rules, t)
+        cause = state.last_cause if (d.suppressed, d.reasons, d.until) == state.last else None
+        return self._record(state, supporter_id, d, t, cause)
+
+    def explain(
+        self, state: SupporterState | None, supporter_id: str, at: datetime
+    ) -> dict[str, object]:
+        """Scores with the contributions behind them, and the facts that decide (JSON-ready)."""
+        return explain_state(self, state, supporter_id, at)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _call_alerts(
+        self, st: SupporterState, nst: SupporterState, ev: CallOutcome, t: int
+    ) -> list[Alert]:
+        """call_while_suppressed for the new call, judged on the facts before it."""
+        if ev.campaign_purpose not in MARKETING_PURPOSES:
+            return []
+        r = self.rules
+        if st.clock < t:
+            # every fact of the old state is before the call: its decision at t is the one
+            last = st.last
+            if (st.wake is None or t < st.wake) and (last is None or not last[0]):
+                return []  # not suppressed, and nothing starts by time alone
+            d = evaluate(st, r, t)
+        else:
+            d = evaluate(nst, r, t, strict=True)
+        return [call_alert(nst, r, ev.event_id, d)] if d.suppressed else []
+
+    def _emit(
+        self, st: SupporterState, d: Decision, as_of: int, cause: str | None
+    ) -> list[SuppressionRecord]:
+        st.wake = d.wake
+        key = (d.suppressed, d.reasons, d.until)
+        if key == st.last or (st.last is None and not d.suppressed):
+            return []
+        st.last, st.last_at, st.last_cause = key, as_of, cause
+        return [self._record(st, st.supporter_id, d, as_of, cause)]
+
+    def _record(
+        self, state: SupporterState, supporter_id: str, d: Decision, as_of: int, cause: str | None
+    ) -> SuppressionRecord:
+        return construct(
+            SuppressionRecord,
+            supporter_id=supporter_id,
+            suppressed=d.suppressed,
+            reasons=reasons_of(state, self.rules, d),
+            until=None if d.until is None else utc(d.until),
+            fatigue=d.fatigue,
+            irritation_risk=d.irritation,
+            loyal=d.loyal,
+            policy_version=self.rules.version,
+            decided_at=utc(as_of),
+            cause_event_id=cause,
+        )
+
+    def _forget(self, st: SupporterState, clock: int) -> None:
+        """Drop facts older than their list's retention (on a copy owned by the caller)."""
+        r = self.rules
+        dropped = False
+        cut = clock - r.keep_calls
+        if st.calls and st.calls[0][0] < cut:
+            st.calls = [f for f in st.calls if f[0] >= cut]
+            st._fatigue = None
+            dropped = True
+        if st.churns and st.churns[0][0] < cut:
+            st.churns = [f for f in st.churns if f[0] >= cut]
+            dropped = True
+        cut = clock - r.keep_irritation
+        if st.irritation and st.irritation[0][0] < cut:
+            st.irritation = [f for f in st.irritation if f[0] >= cut]
+            dropped = True
+        cut = clock - r.keep_emails
+        if st.emails and st.emails[0][0] < cut:
+            st.emails = [f for f in st.emails if f[0] >= cut]
+            st._fatigue = None
+            dropped = True
+        markers = st.markers
+        for kind, keep in r.marker_retention:
+            facts = markers[kind]
+            if facts and facts[0][0] < clock - keep:
+                changed = list(markers)
+                changed[kind] = [f for f in facts if f[0] >= clock - keep]
+                st.markers = markers = tuple(changed)
+                dropped = True
+        if dropped:
+            st._eids = None
+        st.prune_at = r.prune_at(st)

@@ -1,0 +1,221 @@
+"""The four input events of the contract (section 1) and :func:`parse_event`.
+
+Modelling choices:
+
+* One pydantic model per event type, joined in :data:`InputEvent`, a union discriminated on
+  ``type``. Validation is strict (no coercion: ``"3"`` is not an integer, ``3.0`` is not
+  an integer), fields relmon does not know are ignored (the contract lets producers send
+  more), enum values are ``Literal`` types, so an unknown value is an error naming the field.
+* Timestamps must carry a UTC offset (``AwareDatetime``); a naive one is rejected with a
+  message that shows the expected form.
+* Identifier strings are 1–256 characters (``event_id`` 1–128 and ``supporter_id`` 1–64, as
+  the contract says): the bound keeps one supporter's state bounded.
+* ``schema_version`` is ``1``, the only form this relmon reads; anything else is an error,
+  because a later version may change a field's meaning.
+* :func:`parse_event` decodes and validates in one pass (``TypeAdapter.validate_json``, the
+  fastest path pydantic offers) and turns every failure into
+  :class:`~relmon.errors.InvalidEvent` with ``field`` and ``kind`` set.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from relmon.errors import InvalidEvent
+
+EventId = Annotated[str, Field(min_length=1, max_length=128)]
+SupporterId = Annotated[str, Field(min_length=1, max_length=64)]
+Ident = Annotated[str, Field(min_length=1, max_length=256)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+Direction = Literal["outbound", "inbound"]
+CampaignPurpose = Literal[
+    "upgrade", "reactivation", "acquisition", "thank_you", "service", "survey", "other"
+]
+CallOutcomeValue = Literal[
+    "no_answer",
+    "busy",
+    "voicemail",
+    "wrong_number",
+    "converted",
+    "declined",
+    "info_requested",
+    "callback_requested",
+    "hung_up",
+    "complaint",
+    "do_not_call",
+    "cancelled_donation",
+]
+ConsentChannel = Literal["phone", "email", "post", "sms", "all"]
+ConsentAction = Literal["opt_out", "objection", "opt_in"]
+ConsentSource = Literal["call", "web", "email", "letter", "register", "other"]
+EmailAction = Literal[
+    "sent", "delivered", "opened", "clicked", "unsubscribed", "spam_complaint", "bounced"
+]
+DonationAction = Literal[
+    "started",
+    "upgraded",
+    "downgraded",
+    "paused",
+    "resumed",
+    "cancelled",
+    "reversed",
+    "payment_failed",
+    "one_off",
+]
+Frequency = Literal["monthly", "quarterly", "yearly", "one_off"]
+DonationChannel = Literal["phone", "web", "bank", "post", "other"]
+
+ATTEMPT_OUTCOMES = frozenset({"no_answer", "busy", "voicemail", "wrong_number"})
+MARKETING_PURPOSES = frozenset({"upgrade", "reactivation", "acquisition", "survey", "other"})
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    event_id: EventId
+    supporter_id: SupporterId
+    occurred_at: AwareDatetime
+    schema_version: Literal[1] = 1
+
+
+class CallOutcome(_Event):
+    """A call between a partner's call centre and a supporter (topic ``relmon.calls``)."""
+
+    type: Literal["call_outcome"]
+    call_id: Ident
+    direction: Direction
+    campaign_id: Ident
+    campaign_purpose: CampaignPurpose
+    partner_id: Ident
+    agent_id: Ident | None = None
+    duration_s: NonNegativeInt
+    outcome: CallOutcomeValue
+    amount_delta_cents: int | None = None
+    trigger: Ident | None = None
+    sentiment: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
+
+
+class ConsentChange(_Event):
+    """An opt-out, objection or opt-in on one channel (topic ``relmon.consents``)."""
+
+    type: Literal["consent_change"]
+    channel: ConsentChannel
+    action: ConsentAction
+    source: ConsentSource
+
+
+class EmailEngagement(_Event):
+    """Something that happened to one marketing e-mail (topic ``relmon.emails``)."""
+
+    type: Literal["email_engagement"]
+    message_id: Ident
+    campaign_id: Ident
+    action: EmailAction
+
+
+class DonationChange(_Event):
+    """A change to a mandate or a gift (topic ``relmon.donations``)."""
+
+    type: Literal["donation_change"]
+    mandate_id: Ident
+    action: DonationAction
+    frequency: Frequency
+    amount_cents_before: NonNegativeInt
+    amount_cents_after: NonNegativeInt
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    mandate_started_at: AwareDatetime
+    channel: DonationChannel
+    reason: Ident | None = None
+
+
+InputEvent = Annotated[
+    CallOutcome | ConsentChange | EmailEngagement | DonationChange,
+    Field(discriminator="type"),
+]
+INPUT_EVENT_TYPES: tuple[type[BaseModel], ...] = (
+    CallOutcome,
+    ConsentChange,
+    EmailEngagement,
+    DonationChange,
+)
+
+_ADAPTER: TypeAdapter[CallOutcome | ConsentChange | EmailEngagement | DonationChange] = TypeAdapter(
+    InputEvent
+)
+_TS_EXAMPLE = "2026-03-01T18:05:00+01:00"
+
+
+def parse_event(
+    data: bytes | str, *, key: str | None = None
+) -> CallOutcome | ConsentChange | EmailEngagement | DonationChange:
+    """Decode and validate one input event; check it against the Kafka ``key`` when given.
+
+    Raises :class:`InvalidEvent` whose message starts with the offending field.
+    """
+    try:
+        event = _ADAPTER.validate_json(data)
+    except ValidationError as exc:
+        raise _invalid(exc, data) from None
+    if key is not None and key != event.supporter_id:
+        raise InvalidEvent(
+            f"supporter_id: {event.supporter_id!r} differs from the message key {key!r}",
+            field="supporter_id",
+            kind="key_mismatch",
+        )
+    return event
+
+
+def _invalid(exc: ValidationError, data: bytes | str) -> InvalidEvent:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        if isinstance(data, bytes):
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as uexc:
+                return InvalidEvent(f"not valid UTF-8: {uexc.reason}", kind="encoding")
+        return InvalidEvent(f"not valid JSON: {first['ctx']['error']}", kind="json")
+    messages = []
+    fields = []
+    for err in errors:
+        field, message = _describe(err)
+        fields.append(field)
+        messages.append(f"{field}: {message}" if field else message)
+    more = f" (and {len(errors) - 1} more: {'; '.join(messages[1:])})" if len(errors) > 1 else ""
+    return InvalidEvent(messages[0] + more, field=fields[0] or None, kind="validation")
+
+
+def _describe(err: Any) -> tuple[str, str]:
+    """The field path (without the union tag) and a message for one pydantic error."""
+    loc = [str(part) for part in err["loc"]]
+    kind = err["type"]
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        tags = "call_outcome, consent_change, email_engagement, donation_change"
+        if kind == "union_tag_not_found":
+            return "type", f"missing field; must be one of {tags}"
+        return "type", f"unknown event type {err['ctx']['tag']!r}; must be one of {tags}"
+    if loc and loc[0] in _TAGS:
+        loc = loc[1:]
+    field = ".".join(loc)
+    if kind == "missing":
+        return field, "missing field"
+    if kind == "timezone_aware":
+        return field, f"timestamp must have a UTC offset, e.g. {_TS_EXAMPLE}"
+    if kind in ("datetime_type", "datetime_parsing", "datetime_from_date_parsing"):
+        return field, f"not an RFC 3339 timestamp, e.g. {_TS_EXAMPLE}"
+    if kind == "literal_error":
+        return field, f"{_short(err['input'])} is not one of {err['ctx']['expected']}"
+    if kind == "dict_type" and not field:
+        return "", "an event must be a JSON object"
+    return field, f"{err['msg']} (got {_short(err['input'])})"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_TAGS = frozenset({"call_outcome", "consent_change", "email_engagement", "donation_change"})

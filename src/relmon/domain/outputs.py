@@ -1,0 +1,244 @@
+"""The outputs of the contract (section 2) and their canonical JSON encoders.
+
+Modelling choices:
+
+* The pydantic models are the documented shape (they generate ``schemas/``) and what the
+  HTTP API returns. The engine builds them only when it emits something, without
+  re-validating its own data (:func:`construct`).
+* ``encode_record`` / ``encode_alert`` / ``encode_dead_letter`` write canonical JSON: orjson,
+  a fixed field order, timestamps in UTC with a ``Z`` and whole seconds
+  (``2026-03-01T17:05:00Z``), floats rounded to 6 decimals, no trailing newline. The same
+  record always gives the same bytes, which is what makes two replays byte-identical.
+* Alerts of both kinds share one model: ``donation`` is set for ``churn_after_contact``,
+  ``reasons`` for ``call_while_suppressed``. ``contact.days_before_churn`` is whole days
+  (rounded down) and null for ``call_while_suppressed``.
+* ``DeadLetter`` adds ``field`` (the offending field, when known) to the contract's fields.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from relmon.domain.events import CallOutcomeValue, CampaignPurpose, DonationAction, Frequency
+
+ReasonCode = Literal[
+    "OPTED_OUT",
+    "OBJECTION",
+    "DO_NOT_CALL_REQUEST",
+    "COMPLAINT",
+    "DECIDING_IN_OWN_TIME",
+    "RECENT_UPGRADE",
+    "CONTACT_CAP",
+    "MIN_GAP",
+    "FATIGUE",
+    "IRRITATION_RISK",
+]
+AlertKind = Literal["churn_after_contact", "call_while_suppressed"]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Reason(_Output):
+    """One reason in force: ``until`` is null when it has no end."""
+
+    code: ReasonCode
+    until: AwareDatetime | None
+    detail: str
+
+
+class SuppressionRecord(_Output):
+    """The decision for one supporter (topic ``relmon.suppressions``, key ``supporter_id``)."""
+
+    supporter_id: str
+    suppressed: bool
+    reasons: list[Reason]
+    until: AwareDatetime | None
+    fatigue: Score
+    irritation_risk: Score
+    loyal: bool
+    policy_version: str
+    decided_at: AwareDatetime
+    cause_event_id: str | None
+
+
+class Contact(_Output):
+    """The outbound call an alert is about."""
+
+    call_id: str
+    campaign_id: str
+    campaign_purpose: CampaignPurpose
+    partner_id: str
+    agent_id: str | None
+    outcome: CallOutcomeValue
+    occurred_at: AwareDatetime
+    days_before_churn: int | None
+
+
+class Donation(_Output):
+    """The donation change of a ``churn_after_contact`` alert."""
+
+    mandate_id: str
+    action: DonationAction
+    frequency: Frequency
+    amount_cents_before: int
+    amount_cents_after: int
+    currency: str
+    monthly_amount_lost_cents: int
+    tenure_months: int
+
+
+class Alert(_Output):
+    """An alert (topic ``relmon.alerts``); ``alert_id`` is deterministic."""
+
+    alert_id: str
+    kind: AlertKind
+    supporter_id: str
+    occurred_at: AwareDatetime
+    donation: Donation | None
+    contact: Contact
+    irritation_risk_at_contact: Score
+    fatigue_at_contact: Score
+    reasons: list[Reason]
+    policy_version: str
+    cause_event_id: str
+
+
+class DeadLetter(_Output):
+    """An input that could not be decoded or validated (topic ``relmon.dlq``)."""
+
+    error: str
+    kind: str
+    field: str | None = None
+    source: str
+    partition: int | None
+    offset: int | None
+    line: int | None
+    original_base64: str
+    policy_version: str
+
+
+_set = object.__setattr__
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def construct(cls: type[_M], **values: Any) -> _M:
+    """Build a model from trusted values without validation (the engine's own outputs).
+
+    What ``model_construct`` does for a model without defaults to fill, private attributes
+    or extras, at a quarter of its cost; ``test_outputs`` checks it equals a validated model.
+    """
+    model = cls.__new__(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
+
+
+def iso(value: datetime | None) -> str | None:
+    """``2026-03-01T17:05:00Z``: UTC, whole seconds (fractions are dropped)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """orjson writes an aware UTC datetime as ``...Z`` with the options below."""
+    if value is None or value.tzinfo is UTC:
+        return value
+    return value.astimezone(UTC)
+
+
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
+
+
+def _reason(r: Reason) -> dict[str, Any]:
+    until = r.until
+    if until is None or until.tzinfo is UTC:
+        return r.__dict__  # code, until, detail: the field order is the canonical order
+    return {"code": r.code, "until": _utc(until), "detail": r.detail}
+
+
+def encode_record(r: SuppressionRecord) -> bytes:
+    """Canonical JSON of a suppression record."""
+    return orjson.dumps(
+        {
+            "supporter_id": r.supporter_id,
+            "suppressed": r.suppressed,
+            "reasons": [_reason(x) for x in r.reasons],
+            "until": _utc(r.until),
+            "fatigue": round(r.fatigue, 6),
+            "irritation_risk": round(r.irritation_risk, 6),
+            "loyal": r.loyal,
+            "policy_version": r.policy_version,
+            "decided_at": _utc(r.decided_at),
+            "cause_event_id": r.cause_event_id,
+        },
+        option=_OPTIONS,
+    )
+
+
+def encode_alert(a: Alert) -> bytes:
+    """Canonical JSON of an alert."""
+    c = a.contact
+    d = a.donation
+    return orjson.dumps(
+        {
+            "alert_id": a.alert_id,
+            "kind": a.kind,
+            "supporter_id": a.supporter_id,
+            "occurred_at": _utc(a.occurred_at),
+            "donation": None
+            if d is None
+            else {
+                "mandate_id": d.mandate_id,
+                "action": d.action,
+                "frequency": d.frequency,
+                "amount_cents_before": d.amount_cents_before,
+                "amount_cents_after": d.amount_cents_after,
+                "currency": d.currency,
+                "monthly_amount_lost_cents": d.monthly_amount_lost_cents,
+                "tenure_months": d.tenure_months,
+            },
+            "contact": {
+                "call_id": c.call_id,
+                "campaign_id": c.campaign_id,
+                "campaign_purpose": c.campaign_purpose,
+                "partner_id": c.partner_id,
+                "agent_id": c.agent_id,
+                "outcome": c.outcome,
+                "occurred_at": _utc(c.occurred_at),
+                "days_before_churn": c.days_before_churn,
+            },
+            "irritation_risk_at_contact": round(a.irritation_risk_at_contact, 6),
+            "fatigue_at_contact": round(a.fatigue_at_contact, 6),
+            "reasons": [_reason(x) for x in a.reasons],
+            "policy_version": a.policy_version,
+            "cause_event_id": a.cause_event_id,
+        },
+        option=_OPTIONS,
+    )
+
+
+def encode_dead_letter(d: DeadLetter) -> bytes:
+    """Canonical JSON of a dead letter."""
+    return orjson.dumps(
+        {
+            "error": d.error,
+            "kind": d.kind,
+            "field": d.field,
+            "source": d.source,
+            "partition": d.partition,
+            "offset": d.offset,
+            "line": d.line,
+            "original_base64": d.original_base64,
+            "policy_version": d.policy_version,
+        }
+    )

@@ -1,0 +1,221 @@
+"""One supporter's state: a bounded set of facts, a clock, and the last decision emitted.
+
+Modelling choices:
+
+* The state holds *facts* (see :mod:`relmon.domain.facts` for their shapes), never scores:
+  scores and decisions are pure functions of (facts, as-of time), computed by
+  :mod:`relmon.domain.scoring` and :mod:`relmon.domain.decide`.
+* ``clock`` is the latest event time seen (or expiry time passed to ``Engine.expire``).
+  ``wake`` is the earliest time at which the decision can change by time alone (a reason's
+  ``until``, or the day a mandate's tenure makes the donor loyal while the irritation risk
+  is above the loyal threshold); ``next_change_at`` exposes it.
+* Copy-on-write: the engine never mutates a state it was given. :meth:`copy` shares the
+  fact lists, and a list is replaced (not mutated) when it changes, so an update costs only
+  what it touches.
+* Duplicates are recognised by the event ids the retained facts carry (``event_ids``). An
+  event that leaves no fact only moves the clock, which its duplicate cannot move again, so
+  it needs no memory; a fact that was forgotten (too old, see retention in the policy) is
+  also refused when it comes again, because the same age rule applies on arrival. No
+  separate ring of ids is kept, which keeps the state small.
+* ``to_bytes`` is compact and fast: a format byte, then orjson of the fact tuples as they
+  are (epoch-second ints, small-int codes, the strings once per fact). Above 1000 bytes the
+  JSON is zlib-compressed (level 1, format byte 2): ids such as UUIDs dominate big states and
+  compress to about half. Caches (fatigue items, the id set) are not written.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from relmon.errors import RelmonError
+
+# The first byte says how the rest is written: orjson, or zlib-compressed orjson.
+_PLAIN = b"\x01"
+_ZLIB = b"\x02"
+COMPRESS_ABOVE = 1000
+
+Fact = tuple[Any, ...]
+_UNKNOWN = -(1 << 63)  # "not computed yet" for the loyalty cache
+RecordKey = tuple[bool, tuple[tuple[str, int | None, str | int], ...], int | None]
+
+
+class SupporterState:
+    """Facts about one supporter; see the module docstring."""
+
+    __slots__ = (
+        "_consent",
+        "_eids",
+        "_f_fold",
+        "_fatigue",
+        "_i_fold",
+        "_loyal",
+        "calls",
+        "churns",
+        "clock",
+        "consents",
+        "emails",
+        "irritation",
+        "last",
+        "last_at",
+        "last_cause",
+        "mandates",
+        "markers",
+        "prune_at",
+        "supporter_id",
+        "wake",
+    )
+
+    def __init__(self, supporter_id: str) -> None:
+        self.supporter_id = supporter_id
+        self.clock = 0
+        self.wake: int | None = None
+        self.calls: list[Fact] = []
+        self.irritation: list[Fact] = []
+        self.emails: list[Fact] = []
+        self.markers: tuple[list[Fact], ...] = ([], [], [], [])
+        self.consents: list[Fact] = []
+        self.mandates: list[Fact] = []
+        self.churns: list[Fact] = []
+        # the last emitted record: its key, decided_at and cause event id
+        self.last: RecordKey | None = None
+        self.last_at = 0
+        self.last_cause: str | None = None
+        # caches, not serialized (see the engine for when each is invalidated)
+        self._fatigue: list[Fact] | None = None
+        self._eids: set[str] | None = None
+        self._f_fold: Any = None
+        self._i_fold: Any = None
+        self._consent: tuple[tuple[str, int | None, str | int], ...] | None = None
+        self._loyal: int | None = _UNKNOWN
+        # a time at or before which the oldest fact expires (the engine then forgets);
+        # no facts yet, so never (a state read from bytes starts at "now": see from_bytes)
+        self.prune_at = 1 << 62
+
+    @property
+    def next_change_at(self) -> datetime | None:
+        """The earliest time at which the decision can change by time alone, or None."""
+        return None if self.wake is None else datetime.fromtimestamp(self.wake, UTC)
+
+    def copy(self) -> SupporterState:
+        """A shallow copy: the fact lists are shared until one side replaces one."""
+        new = SupporterState.__new__(SupporterState)
+        new.supporter_id = self.supporter_id
+        new.clock = self.clock
+        new.wake = self.wake
+        new.calls = self.calls
+        new.irritation = self.irritation
+        new.emails = self.emails
+        new.markers = self.markers
+        new.consents = self.consents
+        new.mandates = self.mandates
+        new.churns = self.churns
+        new.last = self.last
+        new.last_at = self.last_at
+        new.last_cause = self.last_cause
+        new._fatigue = self._fatigue
+        new._f_fold = self._f_fold
+        new._i_fold = self._i_fold
+        new._consent = self._consent
+        new._loyal = self._loyal
+        new.prune_at = self.prune_at
+        new._eids = None if self._eids is None else self._eids.copy()
+        return new
+
+    def fact_lists(self) -> tuple[list[Fact], ...]:
+        return (
+            self.calls,
+            self.irritation,
+            self.emails,
+            *self.markers,
+            self.consents,
+            self.mandates,
+            self.churns,
+        )
+
+    def event_ids(self) -> set[str]:
+        """The event ids of every retained fact (cached on this object)."""
+        if self._eids is None:
+            self._eids = {fact[1] for facts in self.fact_lists() for fact in facts}
+        return self._eids
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SupporterState):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in _COPIED)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{len(f)}" for f in self.fact_lists())
+        return f"SupporterState({self.supporter_id!r}, clock={self.clock}, facts=[{counts}])"
+
+    # -- serialization -------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """The compact serialized form (see the module docstring)."""
+        doc = (
+            self.supporter_id,
+            self.clock,
+            self.wake,
+            self.calls,
+            self.irritation,
+            self.emails,
+            self.markers,
+            self.consents,
+            self.mandates,
+            self.churns,
+            self.last,
+            self.last_at,
+            self.last_cause,
+        )
+        raw = orjson.dumps(doc)
+        if len(raw) <= COMPRESS_ABOVE:
+            return _PLAIN + raw
+        return _ZLIB + zlib.compress(raw, 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SupporterState:
+        """Read what :meth:`to_bytes` wrote."""
+        head = data[:1]
+        if head == _PLAIN:
+            doc = orjson.loads(data[1:])
+        elif head == _ZLIB:
+            doc = orjson.loads(zlib.decompress(data[1:]))
+        else:
+            raise RelmonError(f"supporter state: unknown format {head!r}")
+        st = cls(doc[0])
+        st.clock, st.wake = doc[1], doc[2]
+        st.calls = [tuple(f) for f in doc[3]]
+        st.irritation = [tuple(f) for f in doc[4]]
+        st.emails = [tuple(f) for f in doc[5]]
+        st.markers = tuple([tuple(f) for f in m] for m in doc[6])
+        st.consents = [tuple(f) for f in doc[7]]
+        st.mandates = [tuple(f) for f in doc[8]]
+        st.churns = [tuple(f) for f in doc[9]]
+        last = doc[10]
+        if last is not None:
+            st.last = (last[0], tuple(tuple(x) for x in last[1]), last[2])
+        st.last_at, st.last_cause = doc[11], doc[12]
+        st.prune_at = -(1 << 62)  # unknown here: the engine forgets and recomputes it
+        return st
+
+
+_COPIED = (
+    "supporter_id",
+    "clock",
+    "wake",
+    "calls",
+    "irritation",
+    "emails",
+    "markers",
+    "consents",
+    "mandates",
+    "churns",
+    "last",
+    "last_at",
+    "last_cause",
+)

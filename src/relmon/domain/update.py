@@ -1,0 +1,274 @@
+"""Turning one input event into facts on a copy of the state.
+
+Each ``*_facts`` function returns the new state, or ``None`` when the event adds no fact
+(an e-mail opened, an inbound call with nothing to remember, a fact too old to keep). The
+state it was given is never changed.
+
+Modelling choices (weights in the policy's ``[irritation]`` section):
+
+* Outbound calls are kept as call facts (fatigue, CONTACT_CAP, MIN_GAP, alerts); inbound
+  calls are not contact pressure and leave only their markers and irritation.
+* Outcomes ``complaint``, ``info_requested``, ``converted`` and ``do_not_call`` leave a marker
+  (either direction). ``complaint``, ``do_not_call``, ``hung_up``, ``declined`` and a
+  negative ``sentiment`` add irritation; so does a reached outbound call at dinner time, and
+  an outbound marketing call within the ``info_requested`` window after such a request
+  (``chased_decision``), whichever of the two arrives first.
+* ``opt_out``/``objection`` on ``email``, ``post`` or ``sms`` add irritation; every consent
+  change is kept (the last 16).
+* E-mail ``sent`` adds fatigue; ``unsubscribed`` and ``spam_complaint`` add irritation.
+* A donation change (not ``one_off``) is kept as the mandate's status with the time its
+  tenure reaches the loyalty threshold; a downgrade adds irritation; a churn of a donor who
+  was loyal by the event itself is kept for the churn-after-contact alert.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from relmon.domain.events import CallOutcome, ConsentChange, DonationChange, EmailEngagement
+from relmon.domain.facts import (
+    ALL,
+    ATTEMPTS,
+    CHANNEL,
+    CONSENT_ACTION,
+    DINNER,
+    DO_NOT_CALL,
+    DONATION_ACTION,
+    FREQUENCY,
+    INFO_REQUESTED,
+    LABEL,
+    MARKER_OUTCOMES,
+    MARKETING,
+    MONTHLY,
+    OPT_IN,
+    OUTCOME,
+    PHONE,
+    PURPOSE,
+)
+from relmon.domain.rules import Rules, add_months
+from relmon.domain.scoring import EMAIL_SENT, call_item
+from relmon.domain.state import _UNKNOWN, Fact, SupporterState
+
+CHURN_ACTIONS = frozenset(DONATION_ACTION[a] for a in ("cancelled", "paused", "reversed"))
+DOWNGRADED = DONATION_ACTION["downgraded"]
+ONE_OFF = DONATION_ACTION["one_off"]
+CHASED = LABEL["chased_decision"]
+DINNER_CALL_REACHED = LABEL["dinner_call_reached"]
+NEGATIVE_SENTIMENT = LABEL["negative_sentiment"]
+_FOREVER = -(1 << 62)
+_OUTCOME_LABELS = {
+    OUTCOME[o]: LABEL[o] for o in ("complaint", "do_not_call", "hung_up", "declined")
+}
+
+
+def insert(
+    facts: list[Fact], fact: Fact, keep_from: int, cap: int, width: int = 2
+) -> list[Fact] | None:
+    """A new sorted list with ``fact`` added, or None if it is already there or too old."""
+    if fact[0] < keep_from:
+        return None
+    key = fact[:width]
+    if not facts or facts[-1][:width] < key:
+        new = [*facts, fact]
+    else:
+        i = bisect.bisect_left(facts, key, key=lambda f: f[:width])
+        if i < len(facts) and facts[i][:width] == key:
+            return None
+        new = facts.copy()
+        new.insert(i, fact)
+    if len(new) > cap:
+        if new[0] is fact:
+            return None
+        del new[: len(new) - cap]
+    return new
+
+
+class _Change:
+    """Collects replaced lists and applies them to one copy of the state."""
+
+    __slots__ = (
+        "calls",
+        "changed",
+        "churns",
+        "clock",
+        "consents",
+        "emails",
+        "fatigue_item",
+        "irritation",
+        "mandates",
+        "markers",
+        "rules",
+    )
+
+    def __init__(self, st: SupporterState, clock: int, rules: Rules) -> None:
+        self.rules = rules
+        self.clock = clock
+        self.changed = False
+        self.calls = st.calls
+        self.irritation = st.irritation
+        self.emails = st.emails
+        self.markers = st.markers
+        self.consents = st.consents
+        self.mandates = st.mandates
+        self.churns = st.churns
+        # the fatigue contribution of a call or e-mail that goes after every other one
+        self.fatigue_item: Fact | None = None
+
+    def append_fatigue(self, st: SupporterState, item: Fact) -> None:
+        """Remember ``item`` if it extends the cached fatigue items (the common, in-order case)."""
+        items = st._fatigue
+        if items is not None and (not items or items[-1][:2] < item[:2]):
+            self.fatigue_item = item
+
+    def irritate(self, t: int, eid: str, label: int, weight: float | None = None) -> None:
+        r = self.rules
+        if weight is None:
+            weight = r.irritation_weights[label]
+        if weight > 0.0:
+            keep = self.clock - r.keep_irritation
+            new = insert(self.irritation, (t, eid, label, weight), keep, r.max_facts, 3)
+            if new is not None:
+                self.irritation = new
+                self.changed = True
+
+    def commit(self, st: SupporterState, eid: str, t: int) -> SupporterState | None:
+        if not self.changed:
+            return None
+        nst = st.copy()
+        if self.calls is not st.calls or self.emails is not st.emails:
+            item = self.fatigue_item
+            nst._fatigue = None if item is None or st._fatigue is None else [*st._fatigue, item]
+        if (
+            self.consents is not st.consents
+            or self.markers[DO_NOT_CALL] is not st.markers[DO_NOT_CALL]
+        ):
+            nst._consent = None
+        if self.mandates is not st.mandates:
+            nst._loyal = _UNKNOWN
+        nst.calls, nst.irritation, nst.emails = self.calls, self.irritation, self.emails
+        nst.markers, nst.consents = self.markers, self.consents
+        nst.mandates, nst.churns = self.mandates, self.churns
+        nst.event_ids().add(eid)
+        nst.prune_at = min(nst.prune_at, t + self.rules.min_keep)
+        return nst
+
+
+def call_facts(st: SupporterState, ev: CallOutcome, t: int, r: Rules) -> SupporterState | None:
+    """Facts of a call outcome."""
+    clock = max(st.clock, t)
+    ch = _Change(st, clock, r)
+    eid = ev.event_id
+    outcome = OUTCOME[ev.outcome]
+    purpose = PURPOSE[ev.campaign_purpose]
+    if ev.direction == "outbound":
+        flags = DINNER if r.w.is_dinner_time(t) else 0
+        call = (
+            t,
+            eid,
+            ev.call_id,
+            ev.campaign_id,
+            purpose,
+            ev.partner_id,
+            ev.agent_id,
+            outcome,
+            flags,
+        )
+        new = insert(st.calls, call, clock - r.keep_calls, r.max_facts)
+        if new is None:
+            return None
+        ch.calls = new
+        ch.changed = True
+        if new[-1] is call and (len(new) == 1 or new[-2][0] < t):
+            ch.append_fatigue(st, call_item(new, len(new) - 1, r.w))
+        if flags and outcome not in ATTEMPTS:
+            ch.irritate(t, eid, DINNER_CALL_REACHED)
+        if purpose in MARKETING:
+            for t_info, _ in st.markers[INFO_REQUESTED]:
+                if t_info < t <= t_info + r.deciding:
+                    ch.irritate(t, eid, CHASED)
+                    break
+    label = _OUTCOME_LABELS.get(outcome)
+    if label is not None:
+        ch.irritate(t, eid, label)
+    if ev.sentiment is not None and ev.sentiment < 0.0:
+        ch.irritate(
+            t, eid, NEGATIVE_SENTIMENT, -ev.sentiment * r.irritation_weights[NEGATIVE_SENTIMENT]
+        )
+    kind = MARKER_OUTCOMES.get(outcome)
+    if kind is not None:
+        if kind == DO_NOT_CALL:
+            keep, cap = _FOREVER, r.max_do_not_call
+        else:
+            keep, cap = clock - r.keep_markers[kind], r.max_facts
+        new = insert(st.markers[kind], (t, eid), keep, cap)
+        if new is not None:
+            ch.markers = tuple(new if i == kind else m for i, m in enumerate(st.markers))
+            ch.changed = True
+            if kind == INFO_REQUESTED:
+                for c in ch.calls:
+                    if t < c[0] <= t + r.deciding and c[4] in MARKETING:
+                        ch.irritate(c[0], c[1], CHASED)
+    return ch.commit(st, eid, t)
+
+
+def consent_facts(st: SupporterState, ev: ConsentChange, t: int, r: Rules) -> SupporterState | None:
+    """Facts of a consent change."""
+    ch = _Change(st, max(st.clock, t), r)
+    channel, action = CHANNEL[ev.channel], CONSENT_ACTION[ev.action]
+    new = insert(st.consents, (t, ev.event_id, channel, action), _FOREVER, r.max_consents)
+    if new is None:
+        return None
+    ch.consents = new
+    ch.changed = True
+    if action != OPT_IN and channel not in (PHONE, ALL):
+        ch.irritate(t, ev.event_id, LABEL["opt_out_other_channel"])
+    return ch.commit(st, ev.event_id, t)
+
+
+def email_facts(st: SupporterState, ev: EmailEngagement, t: int, r: Rules) -> SupporterState | None:
+    """Facts of an e-mail engagement (most actions leave none)."""
+    action = ev.action
+    clock = max(st.clock, t)
+    ch = _Change(st, clock, r)
+    if action == "sent":
+        new = insert(st.emails, (t, ev.event_id), clock - r.keep_emails, r.max_facts)
+        if new is None:
+            return None
+        ch.emails = new
+        ch.changed = True
+        ch.append_fatigue(st, (t, ev.event_id, EMAIL_SENT, r.w.email))
+    elif action in ("unsubscribed", "spam_complaint"):
+        ch.irritate(t, ev.event_id, LABEL["email_" + action])
+    return ch.commit(st, ev.event_id, t)
+
+
+def donation_facts(
+    st: SupporterState, ev: DonationChange, t: int, r: Rules
+) -> SupporterState | None:
+    """Facts of a donation change: the mandate's status, a downgrade, a loyal churn."""
+    action = DONATION_ACTION[ev.action]
+    if action == ONE_OFF:
+        return None
+    clock = max(st.clock, t)
+    ch = _Change(st, clock, r)
+    eid = ev.event_id
+    frequency = FREQUENCY[ev.frequency]
+    started = int(ev.mandate_started_at.timestamp())
+    loyal_from = add_months(started, r.tenure_months)
+    status = (t, eid, ev.mandate_id, action, frequency, ev.amount_cents_after, loyal_from)
+    new = insert(st.mandates, status, _FOREVER, r.max_mandates)
+    if new is None:
+        return None
+    ch.mandates = new
+    ch.changed = True
+    before, after = ev.amount_cents_before, ev.amount_cents_after
+    downgrade = action == DOWNGRADED and after < before
+    if downgrade:
+        ch.irritate(t, eid, LABEL["downgraded"])
+    churn = action in CHURN_ACTIONS or downgrade
+    if churn and frequency == MONTHLY and before > 0 and loyal_from <= t:
+        fact = (t, eid, ev.mandate_id, action, frequency, before, after, ev.currency, started, 0)
+        kept = insert(st.churns, fact, clock - r.keep_calls, r.max_facts)
+        if kept is not None:
+            ch.churns = kept
+    return ch.commit(st, eid, t)

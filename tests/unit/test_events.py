@@ -1,0 +1,178 @@
+"""Input event models and parse_event: strict validation with errors that name the field."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from relmon.domain import (
+    CallOutcome,
+    ConsentChange,
+    DonationChange,
+    EmailEngagement,
+    parse_event,
+)
+from relmon.errors import InvalidEvent
+from relmon.testing import call, consent, donation, email, to_line
+
+VALID = {
+    "call_outcome": call(sentiment=-0.5, trigger="web_visit"),
+    "consent_change": consent(),
+    "email_engagement": email(),
+    "donation_change": donation(),
+}
+
+
+def _with(event: object, **changes: object) -> bytes:
+    data = orjson.loads(to_line(event))  # type: ignore[arg-type]
+    for key, value in changes.items():
+        if value is _DROP:
+            data.pop(key)
+        else:
+            data[key] = value
+    return orjson.dumps(data)
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    ("event", "model"),
+    [
+        (VALID["call_outcome"], CallOutcome),
+        (VALID["consent_change"], ConsentChange),
+        (VALID["email_engagement"], EmailEngagement),
+        (VALID["donation_change"], DonationChange),
+    ],
+)
+def test_each_type_parses_to_its_model(event: object, model: type) -> None:
+    """A valid line of each type parses to the model its `type` names, field for field."""
+    parsed = parse_event(to_line(event))  # type: ignore[arg-type]
+    assert isinstance(parsed, model)
+    assert parsed == event
+
+
+def test_str_input_and_unknown_fields_are_accepted() -> None:
+    """A str works as well as bytes, and fields relmon does not know are ignored."""
+    line = _with(VALID["email_engagement"], producer="crm-7", extra={"a": 1})
+    assert parse_event(line.decode()) == VALID["email_engagement"]
+
+
+def test_schema_version_defaults_to_1() -> None:
+    """Leaving out schema_version means version 1."""
+    assert parse_event(_with(VALID["consent_change"], schema_version=_DROP)).schema_version == 1
+
+
+@pytest.mark.parametrize(
+    ("base", "field", "value", "expected"),
+    [
+        ("call_outcome", "direction", "sideways", "direction: 'sideways' is not one of"),
+        ("call_outcome", "outcome", "maybe", "outcome: 'maybe' is not one of"),
+        ("call_outcome", "campaign_purpose", "fun", "campaign_purpose: 'fun' is not one of"),
+        ("consent_change", "channel", "fax", "channel: 'fax' is not one of"),
+        ("email_engagement", "action", "forwarded", "action: 'forwarded' is not one of"),
+        ("donation_change", "frequency", "weekly", "frequency: 'weekly' is not one of"),
+        ("call_outcome", "duration_s", "12", "duration_s: "),
+        ("call_outcome", "duration_s", -1, "duration_s: "),
+        ("call_outcome", "sentiment", 1.5, "sentiment: "),
+        ("donation_change", "currency", "euro", "currency: "),
+        ("donation_change", "amount_cents_after", 12.5, "amount_cents_after: "),
+        ("call_outcome", "event_id", "", "event_id: "),
+        ("call_outcome", "supporter_id", "x" * 65, "supporter_id: "),
+        ("call_outcome", "schema_version", 2, "schema_version: "),
+    ],
+)
+def test_wrong_values_are_rejected_naming_the_field(
+    base: str, field: str, value: object, expected: str
+) -> None:
+    """An unknown enum value or a wrong type or range fails with the field in the message."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(_with(VALID[base], **{field: value}))
+    assert str(caught.value).startswith(expected)
+    assert caught.value.field == field
+    assert caught.value.kind == "validation"
+
+
+@pytest.mark.parametrize(
+    ("base", "field"),
+    [
+        ("call_outcome", "occurred_at"),
+        ("donation_change", "mandate_started_at"),
+    ],
+)
+def test_timestamps_without_offset_are_rejected(base: str, field: str) -> None:
+    """A timestamp without a UTC offset fails with the expected form in the message."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(_with(VALID[base], **{field: "2026-03-01T18:05:00"}))
+    assert str(caught.value) == (
+        f"{field}: timestamp must have a UTC offset, e.g. 2026-03-01T18:05:00+01:00"
+    )
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("base", "field"),
+    [
+        ("call_outcome", "partner_id"),
+        ("call_outcome", "outcome"),
+        ("consent_change", "source"),
+        ("email_engagement", "message_id"),
+        ("donation_change", "mandate_started_at"),
+        ("donation_change", "event_id"),
+    ],
+)
+def test_a_missing_field_is_named(base: str, field: str) -> None:
+    """A required field left out fails as `FIELD: missing field`."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(_with(VALID[base], **{field: _DROP}))
+    assert str(caught.value) == f"{field}: missing field"
+    assert caught.value.field == field
+
+
+def test_optional_fields_may_be_null_or_absent() -> None:
+    """`agent_id`, `amount_delta_cents`, `trigger` and `sentiment` may be null or left out."""
+    absent = _with(VALID["call_outcome"], agent_id=_DROP, trigger=_DROP, sentiment=_DROP)
+    null = _with(VALID["call_outcome"], agent_id=None, trigger=None, sentiment=None)
+    assert parse_event(absent) == parse_event(null)
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        (b'{"type": "letter", "event_id": "e"}', "type", "type: unknown event type 'letter'"),
+        (b'{"event_id": "e"}', "type", "type: missing field"),
+    ],
+)
+def test_the_type_decides_the_model(data: bytes, field: str, message: str) -> None:
+    """An unknown or missing `type` is an error on `type`, not on every other field."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(data)
+    assert str(caught.value).startswith(message)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (b'{"type": "call_outcome",', "json"),
+        (b"", "json"),
+        (b"\xff\xfe{}", "encoding"),
+        (b"[1, 2]", "validation"),
+    ],
+)
+def test_undecodable_input_is_classified(data: bytes, kind: str) -> None:
+    """Broken JSON, bytes that are not UTF-8 and a non-object each get their own kind."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(data)
+    assert caught.value.kind == kind
+
+
+def test_the_key_must_equal_the_supporter_id() -> None:
+    """A Kafka key that differs from supporter_id is a key_mismatch naming supporter_id."""
+    line = to_line(VALID["consent_change"])
+    assert parse_event(line, key=VALID["consent_change"].supporter_id) == VALID["consent_change"]
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(line, key="someone-else")
+    assert caught.value.kind == "key_mismatch"
+    assert caught.value.field == "supporter_id"
+    assert str(caught.value).startswith("supporter_id: ")
