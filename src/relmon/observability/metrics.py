@@ -1,0 +1,296 @@
+"""Every Prometheus metric of relmon, declared once, against an injected registry.
+
+The worker builds one :class:`RelmonMetrics` at start-up and calls its small methods; the
+web view serves ``generate_latest(registry)``. Tests build their own ``CollectorRegistry()``.
+
+Metric                                               type       labels
+``relmon_events_consumed_total``                     counter    type, result
+``relmon_event_processing_seconds``                  histogram  –
+``relmon_decisions_total``                           counter    reason
+``relmon_suppressions``                              gauge      reason      (read at scrape)
+``relmon_churn_after_contact_alerts_total``          counter    partner, purpose
+``relmon_churn_monthly_amount_lost_cents_total``     counter    partner, purpose
+``relmon_calls_while_suppressed_total``              counter    partner
+``relmon_dead_letters_total``                        counter    kind
+``relmon_consumer_lag``                              gauge      topic, partition
+``relmon_recovery_in_progress``                      gauge      –
+``relmon_partners_tracked``                          gauge      –
+``relmon_build_info``                                gauge (1)  version, policy_version
+
+Every label set is bounded: event types, results, reasons, purposes and dead-letter kinds
+are the contract's enums (an unknown value is counted under ``unknown``/``OTHER``); partners
+are the first ``max_partners`` partner ids seen, the rest are counted as ``other``; the lag
+gauge has one series per assigned input partition. Known label values are created up front,
+so every series reads 0 before its first event and ``rate()`` sees the first increment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any, get_args
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from relmon.domain.events import CampaignPurpose
+from relmon.domain.outputs import ReasonCode
+from relmon.observability.logging import get_logger
+from relmon.topics import TOPIC_OF_TYPE
+
+log = get_logger(__name__)
+
+EVENT_TYPES: tuple[str, ...] = tuple(TOPIC_OF_TYPE)
+UNKNOWN_TYPE = "unknown"  # a dead letter whose type could not be read
+RESULTS = ("ok", "duplicate", "dead_letter")
+REASONS: tuple[str, ...] = get_args(ReasonCode)
+LIFTED = "LIFTED"  # a decision that lifts a suppression (no reason left in force)
+OTHER_REASON = "OTHER"  # a reason code newer than this module
+PURPOSES: tuple[str, ...] = get_args(CampaignPurpose)
+DEAD_LETTER_KINDS = ("encoding", "json", "validation", "key_mismatch")
+OTHER = "other"
+DEFAULT_MAX_PARTNERS = 50
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class PartnerLabels:
+    """Maps partner ids to a bounded label set: the first ``limit`` seen, then ``other``."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 0:
+            raise ValueError("the partner label limit must be >= 0")
+        self.limit = limit
+        self._known: set[str] = set()
+
+    def label(self, partner_id: str | None) -> tuple[str, bool]:
+        """The label for ``partner_id`` and whether it was admitted just now."""
+        if not partner_id or partner_id == OTHER:
+            return OTHER, False
+        if partner_id in self._known:
+            return partner_id, False
+        if len(self._known) >= self.limit:
+            return OTHER, False
+        self._known.add(partner_id)
+        return partner_id, True
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+
+class SuppressionsCollector(Collector):
+    """``relmon_suppressions{reason}``: supporters currently suppressed, computed at scrape.
+
+    ``source`` returns a count per reason code (a supporter with two reasons counts under
+    both). It runs on every scrape, so it must be cheap (a maintained counter, not a table
+    scan). Every known reason is exported, 0 when absent; unknown codes add up under
+    ``OTHER``. If ``source`` fails the family is left out of that scrape and the error logged,
+    so one bad read never breaks ``/metrics``.
+    """
+
+    NAME = "relmon_suppressions"
+
+    def __init__(self, source: Callable[[], Mapping[str, int]]) -> None:
+        self.source = source
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            counts = dict(self.source())
+        except Exception:  # a scrape must survive a failing source: logged, family left out
+            log.exception("suppression counts unavailable for /metrics")
+            return []
+        family = self._family()
+        values = dict.fromkeys((*REASONS, OTHER_REASON), 0)
+        for reason, count in counts.items():
+            key = reason if reason in values else OTHER_REASON
+            values[key] += int(count)
+        for reason, value in values.items():
+            family.add_metric([reason], value)
+        return [family]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            self.NAME,
+            "Supporters currently suppressed, by reason in force (read from state at scrape).",
+            labels=["reason"],
+        )
+
+
+class RelmonMetrics:
+    """The worker's metrics, registered once on ``registry``; see the module docstring."""
+
+    def __init__(
+        self, registry: CollectorRegistry, *, max_partners: int = DEFAULT_MAX_PARTNERS
+    ) -> None:
+        self.registry = registry
+        self.events = Counter(
+            "relmon_events_consumed",
+            "Input events consumed, by event type and result (ok, duplicate, dead_letter).",
+            ["type", "result"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "relmon_event_processing_seconds",
+            "Time to handle one input message: decode, apply, persist, emit.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "relmon_decisions",
+            "Suppression reasons newly put in force by a decision (LIFTED: a suppression lifted).",
+            ["reason"],
+            registry=registry,
+        )
+        self.churn_alerts = Counter(
+            "relmon_churn_after_contact_alerts",
+            "churn_after_contact alerts raised, by the partner and purpose of the last call.",
+            ["partner", "purpose"],
+            registry=registry,
+        )
+        self.amount_lost = Counter(
+            "relmon_churn_monthly_amount_lost_cents",
+            "Monthly donation amount lost in churn_after_contact alerts, in cents.",
+            ["partner", "purpose"],
+            registry=registry,
+        )
+        self.suppressed_calls = Counter(
+            "relmon_calls_while_suppressed",
+            "Outbound marketing calls made to a supporter who was suppressed, by partner.",
+            ["partner"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "relmon_dead_letters",
+            "Input messages sent to the dead-letter topic, by error kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "relmon_consumer_lag",
+            "Messages not yet processed in an assigned input partition (end offset - position).",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.recovering = Gauge(
+            "relmon_recovery_in_progress",
+            "1 while the worker restores its state table or rebalances, else 0.",
+            registry=registry,
+        )
+        self.partners_tracked = Gauge(
+            "relmon_partners_tracked",
+            "Partner ids with their own label value (the rest are counted as 'other').",
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "relmon_build_info",
+            "Always 1: the relmon version and the policy version this worker runs.",
+            ["version", "policy_version"],
+            registry=registry,
+        )
+        self._lag_series: set[tuple[str, str]] = set()
+        self.partners = PartnerLabels(max_partners)
+        self._init_known_labels()
+
+    def _init_known_labels(self) -> None:
+        for event_type in (*EVENT_TYPES, UNKNOWN_TYPE):
+            for result in RESULTS:
+                self.events.labels(event_type, result)
+        for reason in (*REASONS, LIFTED, OTHER_REASON):
+            self.decisions.labels(reason)
+        for kind in (*DEAD_LETTER_KINDS, OTHER):
+            self.dead_letters.labels(kind)
+        self._init_partner(OTHER)
+        self.recovering.set(0)
+
+    def _init_partner(self, partner: str) -> None:
+        for purpose in PURPOSES:
+            self.churn_alerts.labels(partner, purpose)
+            self.amount_lost.labels(partner, purpose)
+        self.suppressed_calls.labels(partner)
+
+    def _partner(self, partner_id: str | None) -> str:
+        label, admitted = self.partners.label(partner_id)
+        if admitted:
+            self._init_partner(label)
+            self.partners_tracked.set(len(self.partners))
+        return label
+
+    # --- what the worker calls ---------------------------------------------------------
+    def event_consumed(self, event_type: str | None, result: str) -> None:
+        """Count one input message; ``result`` is ``ok``, ``duplicate`` or ``dead_letter``."""
+        if result not in RESULTS:
+            raise ValueError(f"result must be one of {RESULTS}, got {result!r}")
+        label = event_type if event_type in EVENT_TYPES else UNKNOWN_TYPE
+        self.events.labels(label, result).inc()
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency.observe(seconds)
+
+    def decision(self, reason_code: str) -> None:
+        """Count a reason newly in force in an emitted record (``LIFTED`` for a lift)."""
+        known = reason_code in REASONS or reason_code == LIFTED
+        self.decisions.labels(reason_code if known else OTHER_REASON).inc()
+
+    def churn_alert(
+        self, partner_id: str | None, purpose: str, monthly_amount_lost_cents: int
+    ) -> None:
+        """Count a churn_after_contact alert and the monthly amount it lost."""
+        partner = self._partner(partner_id)
+        label = purpose if purpose in PURPOSES else OTHER
+        self.churn_alerts.labels(partner, label).inc()
+        if monthly_amount_lost_cents > 0:
+            self.amount_lost.labels(partner, label).inc(monthly_amount_lost_cents)
+
+    def call_while_suppressed(self, partner_id: str | None) -> None:
+        self.suppressed_calls.labels(self._partner(partner_id)).inc()
+
+    def dead_letter(self, kind: str) -> None:
+        """Count a dead letter; kinds: encoding, json, validation, key_mismatch (else other)."""
+        self.dead_letters.labels(kind if kind in DEAD_LETTER_KINDS else OTHER).inc()
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        self._lag_series.add((topic, str(partition)))
+        self.lag.labels(topic, str(partition)).set(max(0, lag))
+
+    def replace_lags(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Set the lag of every assigned partition and drop partitions no longer assigned.
+
+        After a rebalance a partition that moved to another worker must stop reporting
+        here, or its last value would raise a false lag alert forever.
+        """
+        fresh = {(topic, str(partition)) for topic, partition in lags}
+        for series in self._lag_series - fresh:
+            self.lag.remove(*series)
+        self._lag_series = set()
+        for (topic, partition), lag in lags.items():
+            self.set_lag(topic, partition, lag)
+
+    def set_recovery(self, in_recovery: bool) -> None:
+        self.recovering.set(1 if in_recovery else 0)
+
+    def set_build_info(self, version: str, policy_version: str) -> None:
+        self.build_info.clear()
+        self.build_info.labels(version, policy_version).set(1)
+
+
+async def sample_consumer_lag(consumer: Any, topics: Collection[str]) -> dict[tuple[str, int], int]:
+    """Lag per assigned partition of ``topics`` from a Faust consumer (``app.consumer``).
+
+    Lag is the partition's high watermark (the end offset the fetcher last saw) minus the
+    consumer's position (the next offset it will read), so it counts what is fetched but not
+    yet read plus what is not fetched. Partitions with no high watermark yet are left out.
+    Use it from a timer: ``metrics.replace_lags(await sample_consumer_lag(app.consumer,
+    topics))``.
+    """
+    lags: dict[tuple[str, int], int] = {}
+    for tp in sorted(consumer.assignment()):
+        if tp.topic not in topics:
+            continue
+        highwater = consumer.highwater(tp)
+        position = await consumer.position(tp)
+        if highwater is None or position is None:
+            continue
+        lags[(tp.topic, tp.partition)] = max(0, int(highwater) - int(position))
+    return lags

@@ -1,0 +1,240 @@
+"""The metrics container: names, bounded label sets, scrape-time collectors, lag sampling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from relmon.observability.metrics import (
+    DEAD_LETTER_KINDS,
+    EVENT_TYPES,
+    PURPOSES,
+    REASONS,
+    RESULTS,
+    RelmonMetrics,
+    SuppressionsCollector,
+    sample_consumer_lag,
+)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry: CollectorRegistry) -> RelmonMetrics:
+    return RelmonMetrics(registry, max_partners=2)
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_known_label_values_exist_at_zero_before_any_event(
+    registry: CollectorRegistry, metrics: RelmonMetrics
+) -> None:
+    """Every event type × result, reason and dead-letter kind is exported as 0 from the start."""
+    for event_type in EVENT_TYPES:
+        for result in RESULTS:
+            assert (
+                value(registry, "relmon_events_consumed_total", type=event_type, result=result) == 0
+            )
+    for reason in REASONS:
+        assert value(registry, "relmon_decisions_total", reason=reason) == 0
+    for kind in DEAD_LETTER_KINDS:
+        assert value(registry, "relmon_dead_letters_total", kind=kind) == 0
+    for purpose in PURPOSES:
+        labels = {"partner": "other", "purpose": purpose}
+        assert value(registry, "relmon_churn_after_contact_alerts_total", **labels) == 0
+    assert value(registry, "relmon_calls_while_suppressed_total", partner="other") == 0
+    assert value(registry, "relmon_recovery_in_progress") == 0
+
+
+def test_event_consumed_counts_by_type_and_result(
+    registry: CollectorRegistry, metrics: RelmonMetrics
+) -> None:
+    """Events count under their type and result; an unreadable type counts as unknown."""
+    metrics.event_consumed("call_outcome", "ok")
+    metrics.event_consumed("call_outcome", "ok")
+    metrics.event_consumed("consent_change", "duplicate")
+    metrics.event_consumed(None, "dead_letter")
+    metrics.event_consumed("bogus", "dead_letter")
+    name = "relmon_events_consumed_total"
+    assert value(registry, name, type="call_outcome", result="ok") == 2
+    assert value(registry, name, type="consent_change", result="duplicate") == 1
+    assert value(registry, name, type="unknown", result="dead_letter") == 2
+    assert value(registry, name, type="bogus", result="dead_letter") is None
+
+
+def test_event_consumed_rejects_an_unknown_result(metrics: RelmonMetrics) -> None:
+    """A result outside ok|duplicate|dead_letter is a programming error and raises."""
+    with pytest.raises(ValueError, match="result must be one of"):
+        metrics.event_consumed("call_outcome", "maybe")
+
+
+def test_latency_histogram_observes_seconds(
+    registry: CollectorRegistry, metrics: RelmonMetrics
+) -> None:
+    """Processing latency lands in the histogram's count, sum and buckets (seconds)."""
+    metrics.observe_latency(0.003)
+    metrics.observe_latency(0.2)
+    assert value(registry, "relmon_event_processing_seconds_count") == 2
+    assert value(registry, "relmon_event_processing_seconds_sum") == pytest.approx(0.203)
+    assert value(registry, "relmon_event_processing_seconds_bucket", le="0.005") == 1
+
+
+def test_decisions_count_by_reason_with_unknown_codes_bounded(
+    registry: CollectorRegistry, metrics: RelmonMetrics
+) -> None:
+    """Decisions count per reason code; LIFTED is a reason; unknown codes count as OTHER."""
+    metrics.decision("COMPLAINT")
+    metrics.decision("LIFTED")
+    metrics.decision("SOMETHING_NEW")
+    assert value(registry, "relmon_decisions_total", reason="COMPLAINT") == 1
+    assert value(registry, "relmon_decisions_total", reason="LIFTED") == 1
+    assert value(registry, "relmon_decisions_total", reason="OTHER") == 1
+    assert value(registry, "relmon_decisions_total", reason="SOMETHING_NEW") is None
+
+
+def test_churn_alert_counts_alert_and_amount_by_partner_and_purpose(
+    registry: CollectorRegistry, metrics: RelmonMetrics
+) -> None:
+    """A churn alert adds one alert and its monthly amount lost under partner and purpose."""
+    metrics.churn_alert("P1", "upgrade", 1500)
+    metrics.churn_alert("P1", "upgrade", 500)
+    labels = {"partner": "P1", "purpose": "upgrade"}
+    assert value(registry, "relmon_churn_after_contact_alerts_total", **labels) == 2
+    assert value(registry, "relmon_churn_monthly_amount_lost_cents_total", **labels) == 2000
+    # a newly admitted partner gets every purpose up front
+    assert (
+        value(registry, "relmon_churn_after_contact_alerts_total", partner="P1", purpose="survey")
+        == 0
+    )
+
+
+def test_partner_labels_are_capped_then_other(
+    registry: CollectorRegistry, metrics: RelmonMetrics
+) -> None:
+    """Only the first max_partners partner ids get a label; later ones count as other."""
+    for partner in ("P1", "P2", "P3", "P1", None):
+        metrics.call_while_suppressed(partner)
+    name = "relmon_calls_while_suppressed_total"
+    assert value(registry, name, partner="P1") == 2
+    assert value(registry, name, partner="P2") == 1
+    assert value(registry, name, partner="P3") is None
+    assert value(registry, name, partner="other") == 2
+    assert value(registry, "relmon_partners_tracked") == 2
+
+
+def test_dead_letters_count_by_kind(registry: CollectorRegistry, metrics: RelmonMetrics) -> None:
+    """Dead letters count per kind; a kind outside the known four counts as other."""
+    metrics.dead_letter("json")
+    metrics.dead_letter("key_mismatch")
+    metrics.dead_letter("weird")
+    assert value(registry, "relmon_dead_letters_total", kind="json") == 1
+    assert value(registry, "relmon_dead_letters_total", kind="key_mismatch") == 1
+    assert value(registry, "relmon_dead_letters_total", kind="other") == 1
+
+
+def test_replace_lags_drops_partitions_no_longer_assigned(
+    registry: CollectorRegistry, metrics: RelmonMetrics
+) -> None:
+    """After a rebalance a partition that moved away stops reporting lag here."""
+    metrics.replace_lags({("relmon.calls", 0): 5, ("relmon.calls", 1): 7})
+    metrics.replace_lags({("relmon.calls", 1): 3})
+    assert value(registry, "relmon_consumer_lag", topic="relmon.calls", partition="1") == 3
+    assert value(registry, "relmon_consumer_lag", topic="relmon.calls", partition="0") is None
+    metrics.set_lag("relmon.emails", 2, -4)
+    assert value(registry, "relmon_consumer_lag", topic="relmon.emails", partition="2") == 0
+
+
+def test_recovery_and_build_info(registry: CollectorRegistry, metrics: RelmonMetrics) -> None:
+    """The recovery gauge follows set_recovery; build info carries one labelled series of 1."""
+    metrics.set_recovery(True)
+    assert value(registry, "relmon_recovery_in_progress") == 1
+    metrics.set_recovery(False)
+    assert value(registry, "relmon_recovery_in_progress") == 0
+    metrics.set_build_info("0.1.0", "p1")
+    metrics.set_build_info("0.1.0", "p2")
+    assert value(registry, "relmon_build_info", version="0.1.0", policy_version="p2") == 1
+    assert value(registry, "relmon_build_info", version="0.1.0", policy_version="p1") is None
+
+
+def test_suppressions_collector_reads_the_source_at_scrape_time(
+    registry: CollectorRegistry,
+) -> None:
+    """The gauge reflects the source at each scrape; missing reasons are 0, unknown are OTHER."""
+    counts: dict[str, int] = {"COMPLAINT": 2}
+    registry.register(SuppressionsCollector(lambda: counts))
+    assert value(registry, "relmon_suppressions", reason="COMPLAINT") == 2
+    assert value(registry, "relmon_suppressions", reason="FATIGUE") == 0
+    counts.update({"COMPLAINT": 3, "NEW_CODE": 4, "BRAND_NEW": 1})
+    assert value(registry, "relmon_suppressions", reason="COMPLAINT") == 3
+    assert value(registry, "relmon_suppressions", reason="OTHER") == 5
+
+
+def test_suppressions_collector_survives_a_failing_source(registry: CollectorRegistry) -> None:
+    """A source that raises leaves the family out of the scrape instead of breaking it."""
+
+    def broken() -> Mapping[str, int]:
+        raise RuntimeError("state store closed")
+
+    RelmonMetrics(registry)
+    registry.register(SuppressionsCollector(broken))
+    text = generate_latest(registry).decode()
+    assert "relmon_events_consumed_total" in text
+    assert "relmon_suppressions{" not in text
+
+
+def test_metrics_are_declared_once_per_registry(registry: CollectorRegistry) -> None:
+    """A second container on the same registry is refused (duplicate time series)."""
+    RelmonMetrics(registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        RelmonMetrics(registry)
+
+
+@dataclass(frozen=True, order=True)
+class FakeTP:
+    topic: str
+    partition: int
+
+
+class FakeConsumer:
+    """The three consumer calls the lag sampler uses, over fixed offsets."""
+
+    def __init__(self, highwaters: dict[FakeTP, int | None], positions: dict[FakeTP, int]) -> None:
+        self.highwaters = highwaters
+        self.positions = positions
+
+    def assignment(self) -> set[FakeTP]:
+        return set(self.highwaters)
+
+    def highwater(self, tp: FakeTP) -> int | None:
+        return self.highwaters[tp]
+
+    async def position(self, tp: FakeTP) -> int | None:
+        return self.positions.get(tp)
+
+
+def test_sample_consumer_lag_reads_highwater_minus_position() -> None:
+    """Lag is high watermark minus position for assigned partitions of the given topics only."""
+    consumer = FakeConsumer(
+        {
+            FakeTP("relmon.calls", 0): 110,
+            FakeTP("relmon.calls", 1): None,
+            FakeTP("relmon-ticks", 0): 99,
+            FakeTP("relmon.donations", 3): 5,
+        },
+        {
+            FakeTP("relmon.calls", 0): 100,
+            FakeTP("relmon-ticks", 0): 1,
+            FakeTP("relmon.donations", 3): 7,
+        },
+    )
+    lags = asyncio.run(sample_consumer_lag(consumer, {"relmon.calls", "relmon.donations"}))
+    assert lags == {("relmon.calls", 0): 10, ("relmon.donations", 3): 0}
