@@ -11,7 +11,7 @@ KAFKA_STAMP := $(KAFKA_LIB)/.fetched-$(shell sha1sum kafka/pom.xml | cut -c1-12)
 BROKER_HOME ?= .broker
 BROKER_PORT ?= 9092
 
-.PHONY: help venv jars broker broker-stop run test test-unit test-integration lint fmt schemas bench clean
+.PHONY: help venv jars broker broker-stop run test test-unit test-integration test-deploy lint fmt schemas bench clean dashboards k8s rules
 
 help: ## show this help
 	@echo "relmon — make targets (each installs what it needs on first use):"
@@ -39,21 +39,36 @@ broker-stop: ## stop the broker `make broker` started (idempotent)
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m relmon.devbroker stop --home $(BROKER_HOME); \
 	 else echo "no Kafka broker was running here"; fi
 
-run: broker ## the main job: broker, topics, worker and a simulated stream (Ctrl-C stops all)
-	$(BIN)/relmon topics create
-	$(BIN)/python -m relmon.demo
+run: $(KAFKA_STAMP) ## the main job: broker, topics, worker and a simulated stream (Ctrl-C stops all)
+	$(BIN)/python -m relmon.demo --broker-home $(BROKER_HOME)
+
+DEPLOY_PY := deploy/k8s/build.py deploy/monitoring/dashboards/generate.py
 
 lint: $(STAMP) ## ruff, ruff format --check, mypy --strict
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks $(DEPLOY_PY)
+	$(BIN)/ruff format --check src tests benchmarks $(DEPLOY_PY)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict $(DEPLOY_PY)
 
 fmt: $(STAMP) ## format and autofix what ruff can
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks $(DEPLOY_PY)
+	$(BIN)/ruff check --fix src tests benchmarks $(DEPLOY_PY)
 
 schemas: $(STAMP) ## regenerate schemas/ from the pydantic models
 	$(BIN)/relmon schemas export --dir schemas
+
+dashboards: $(STAMP) ## regenerate deploy/monitoring/dashboards/relmon.json (committed; CI fails on drift)
+	$(BIN)/python deploy/monitoring/dashboards/generate.py
+
+k8s: $(STAMP) ## regenerate the PrometheusRule, KafkaTopics and policy ConfigMap under deploy/k8s
+	$(BIN)/python deploy/k8s/build.py
+
+rules: ## check and unit-test the Prometheus alert rules with promtool
+	promtool check rules deploy/monitoring/rules/relmon-alerts.yml
+	promtool test rules deploy/monitoring/tests/*.yml
+
+test-deploy: $(STAMP) ## promtool rule tests, dashboard drift, manifest validation
+	$(BIN)/pytest tests/deploy
 
 test-unit: $(STAMP) ## unit and component tests only (no broker)
 	$(BIN)/pytest tests/unit tests/component
@@ -64,8 +79,9 @@ test-integration: $(STAMP) $(KAFKA_STAMP) ## integration tests against a real br
 test: lint $(KAFKA_STAMP) ## lint plus every test tier (the session starts its own broker unless RELMON_KAFKA_BOOTSTRAP is set)
 	$(BIN)/pytest
 
-bench: $(STAMP) $(KAFKA_STAMP) ## benchmarks; results go in BENCHMARKS.md
+bench: $(STAMP) $(KAFKA_STAMP) ## benchmarks (replay vs json.loads; worker vs bare consumer); see BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_replay.py
+	$(BIN)/python benchmarks/bench_worker.py
 
 clean: broker-stop ## remove the venv, broker data, jars and caches
 	rm -rf $(VENV) $(BROKER_HOME) $(KAFKA_LIB) .pytest_cache .mypy_cache .ruff_cache .relmon-state

@@ -244,7 +244,10 @@ def wait_ready(home: BrokerHome, timeout_s: float) -> None:
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if running_pid(home) is None:
+        child = _CHILDREN.get(home.path)
+        # A child we just forked may not have exec'd java yet, so ask it rather than /proc.
+        alive = child.poll() is None if child is not None else running_pid(home) is not None
+        if not alive:
             raise BrokerStartError("the broker process exited during start-up\n" + log_tail(home))
         if accepts_connections(home.port) and asyncio.run(_metadata_ok(home.bootstrap)):
             return

@@ -6,6 +6,7 @@ print as ``**********`` in logs and reprs; :meth:`Settings.safe_dict` is what ma
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +40,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     api_token: SecretStr | None = None
     worker_id: str = Field(default="relmon", description="Faust app id = consumer group id")
+    web_advertised_url: str | None = Field(
+        default=None,
+        description="URL other workers use to reach this one (default http://<hostname>:<port>)",
+    )
+    expiry_interval_s: float = Field(default=5.0, gt=0, le=60)
+    broker_session_timeout_s: float = Field(default=30.0, ge=6, le=300)
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -48,6 +55,11 @@ class Settings(BaseSettings):
         if not hosts or bad:
             raise ValueError(f"expected host:port[,host:port...], got {value!r}")
         return ",".join(hosts)
+
+    def canonical_url(self) -> str:
+        if self.web_advertised_url:
+            return self.web_advertised_url.rstrip("/")
+        return f"http://{socket.gethostname()}:{self.web_port}"
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka clients (producer, consumer, admin)."""

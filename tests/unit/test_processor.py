@@ -1,0 +1,127 @@
+"""The worker's per-message logic (decode → apply → persist → emit) without Kafka or Faust."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from relmon.domain import Engine, SupporterState, load_policy
+from relmon.streaming.processor import Processor, partition_for
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def call(eid: str, at: datetime, outcome: str = "declined", sid: str = "S-1") -> dict[str, Any]:
+    return {
+        "type": "call_outcome",
+        "event_id": eid,
+        "supporter_id": sid,
+        "occurred_at": at.isoformat(),
+        "call_id": f"c-{eid}",
+        "direction": "outbound",
+        "campaign_id": "C1",
+        "campaign_purpose": "upgrade",
+        "partner_id": "P-1",
+        "agent_id": None,
+        "duration_s": 60,
+        "outcome": outcome,
+    }
+
+
+class DictStore(dict[str, bytes]):
+    """An in-memory StateStore."""
+
+
+@pytest.fixture
+def processor() -> Processor:
+    return Processor(Engine(load_policy()), DictStore(), partitions=4)
+
+
+def handle(processor: Processor, body: bytes, key: bytes | None = b"S-1", offset: int = 0) -> Any:
+    return processor.handle("relmon.calls", 2, offset, key, body)
+
+
+def test_valid_event_is_persisted_and_its_suppression_emitted(processor: Processor) -> None:
+    """A reached marketing call stores the supporter's state and emits a suppression record
+    keyed by supporter_id."""
+    result = handle(processor, json.dumps(call("e1", T0)).encode())
+    assert result.error_kind is None
+    assert "S-1" in processor.store  # type: ignore[operator]
+    records = [e for e in result.emits if e.output == "suppressions"]
+    assert len(records) == 1
+    assert records[0].key == b"S-1"
+    assert json.loads(records[0].value)["suppressed"] is True
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "kind", "needle"),
+    [
+        (b'{"type": "call_outcome",', b"S-1", "json", ""),
+        (
+            json.dumps({**call("e1", T0), "outcome": "shouted"}).encode(),
+            b"S-1",
+            "validation",
+            "outcome",
+        ),
+        (json.dumps(call("e1", T0)).encode(), b"S-2", "key_mismatch", "supporter_id"),
+        (json.dumps(call("e1", T0)).encode(), b"\xff\xfe", "encoding", "key"),
+        (b"\xff\xfe not utf-8", b"S-1", "encoding", ""),
+    ],
+)
+def test_bad_messages_become_dead_letters(
+    processor: Processor, body: bytes, key: bytes, kind: str, needle: str
+) -> None:
+    """Each kind of bad input becomes exactly one dead letter with its kind, the reason, the
+    source coordinates and the original bytes; no state is written."""
+    result = handle(processor, body, key=key, offset=17)
+    assert result.error_kind == kind
+    assert [e.output for e in result.emits] == ["dlq"]
+    letter = json.loads(result.emits[0].value)
+    assert (letter["source"], letter["partition"], letter["offset"]) == ("relmon.calls", 2, 17)
+    assert base64.b64decode(letter["original_base64"]) == body
+    assert needle in letter["error"]
+    assert not processor.store  # type: ignore[truthy-bool]
+
+
+def test_redelivered_event_emits_nothing(processor: Processor) -> None:
+    """The same event delivered twice (at-least-once) emits its records and alerts once."""
+    body = json.dumps(call("e1", T0)).encode()
+    first = handle(processor, body)
+    again = handle(processor, body, offset=1)
+    assert first.emits
+    assert again.emits == []
+
+
+def test_expiry_emits_a_lift_once_the_until_has_passed(processor: Processor) -> None:
+    """A MIN_GAP suppression is indexed for expiry, nothing is lifted before its until, and a
+    lift is emitted (once) after it."""
+    handle(processor, json.dumps(call("e1", T0)).encode())
+    state = SupporterState.from_bytes(processor.store.get("S-1") or b"")
+    assert state.next_change_at is not None
+    partition = partition_for("S-1", 4)
+    assert list(processor.expire(partition, state.next_change_at - timedelta(seconds=1))) == []
+    lifts = list(processor.expire(partition, state.next_change_at + timedelta(seconds=1)))
+    assert [json.loads(e.value)["suppressed"] for e in lifts] == [False]
+    assert list(processor.expire(partition, state.next_change_at + timedelta(days=1))) == []
+
+
+def test_expiry_index_is_rebuilt_from_stored_states(processor: Processor) -> None:
+    """After a restart the expiry index is rebuilt from the states in the store."""
+    handle(processor, json.dumps(call("e1", T0)).encode())
+    fresh = Processor(processor.engine, processor.store, partitions=4)
+    assert fresh.rebuild_expiry(iter(processor.store.items())) == 1  # type: ignore[attr-defined]
+
+
+def test_partition_matches_kafkas_default_partitioner() -> None:
+    """Supporter ids map to the partition producers' default partitioner picks for the key,
+    which is how the worker finds the owner of a supporter and its due expiries."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    for sid in ("S-1", "S-000042", "donor-xyz", "ü-unicode"):
+        for n in (1, 4, 8, 12):
+            expected = DefaultPartitioner()(sid.encode(), list(range(n)), list(range(n)))
+            assert partition_for(sid, n) == expected
