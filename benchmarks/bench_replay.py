@@ -9,7 +9,8 @@ temporary directory, reads its lines into memory, then times over the same ``byt
     suppression record and alert, written to /dev/null (no result files are kept).
 
 It prints events/s of both, and the ratio a_time / b_time (goal: >= 0.5, i.e. the replay
-takes at most twice the plain decoding). It writes nothing but the temporary input file.
+takes at most twice the plain decoding), and for reference ``parse_event`` alone. It
+writes nothing but the temporary input file.
 
     python benchmarks/bench_replay.py               # 1M events
     python benchmarks/bench_replay.py --events 100000
@@ -146,6 +147,13 @@ def time_plain(lines: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
+def time_parse(lines: list[bytes]) -> float:
+    started = time.perf_counter()
+    for line in lines:
+        parse_event(line)
+    return time.perf_counter() - started
+
+
 def time_replay(lines: list[bytes]) -> tuple[float, Replayer]:
     with open(os.devnull, "wb") as sink, fewer_gc_passes():
         write = sink.write
@@ -173,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     plain = time_plain(lines)
     gc.collect()
+    parse = time_parse(lines)
+    gc.collect()
     replay, replayer = time_replay(lines)
     s = replayer.stats
     n = len(lines)
@@ -181,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     print("(b) replay (decode+validate+apply, outputs encoded to /dev/null):")
     print(f"                                 {replay:7.2f} s  {n / replay:>10,.0f} events/s")
     print(f"ratio a_time / b_time: {plain / replay:.3f}  (goal >= 0.5)")
+    print(f"(c) parse_event alone, for reference: {parse:7.2f} s  {n / parse:>10,.0f} events/s")
     print(
         f"replay output: {s.records:,} records, {s.alerts:,} alerts, {s.dead_letters:,} dead "
         f"letters, {s.supporters:,} supporters"

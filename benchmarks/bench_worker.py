@@ -167,7 +167,7 @@ def start_worker(
         **os.environ,
         "RELMON_KAFKA_BOOTSTRAP": bootstrap,
         "RELMON_TOPIC_PREFIX": prefix,
-        "RELMON_WORKER_ID": group,
+        "RELMON_WORKER_ID": "relmon-bench",
         "RELMON_PARTITIONS": str(PARTITIONS),
         "RELMON_WEB_PORT": str(port),
         "RELMON_WEB_HOST": "127.0.0.1",
@@ -198,7 +198,7 @@ def start_worker(
 async def worker_throughput(
     bootstrap: str, prefix: str, n: int, tmp: Path
 ) -> tuple[float, subprocess.Popen[bytes], str]:
-    group = f"{prefix}relmon"
+    group = f"{prefix}relmon-bench"  # the app id: topic prefix + worker id
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     tps = [TopicPartition(f"{prefix}{t}", p) for t in INPUT_TOPICS for p in range(PARTITIONS)]
@@ -288,7 +288,7 @@ async def main_async(args: argparse.Namespace) -> None:
     home = None
     if not bootstrap:
         home = devbroker.BrokerHome(tmp / "broker", free_port())
-        devbroker.start(home)
+        await asyncio.to_thread(devbroker.start, home)
         bootstrap = home.bootstrap
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     proc = None
@@ -333,7 +333,7 @@ async def main_async(args: argparse.Namespace) -> None:
             proc.terminate()
             proc.wait(timeout=30)
         if home is not None:
-            devbroker.stop(home)
+            await asyncio.to_thread(devbroker.stop, home)
 
 
 def main() -> None:

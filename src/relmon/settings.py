@@ -44,6 +44,7 @@ class Settings(BaseSettings):
         default=None,
         description="URL other workers use to reach this one (default http://<hostname>:<port>)",
     )
+    batch_max: int = Field(default=500, ge=1, le=10_000, description="events per agent batch")
     expiry_interval_s: float = Field(default=5.0, gt=0, le=60)
     broker_session_timeout_s: float = Field(default=30.0, ge=6, le=300)
 

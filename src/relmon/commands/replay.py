@@ -1,18 +1,29 @@
-"""``relmon replay``: run the engine over recorded events without Kafka.
+"""``relmon replay``: run the engine over recorded events without the live worker.
 
-Today the source is a JSONL file (``--input``); the Kafka source (``--from-kafka`` with
-``--since``/``--until``) and ``--compare-policy`` join the same verb later: add them to
-:func:`register` (the source group is mutually exclusive) and dispatch in :func:`run`.
+The source is a JSONL file (``--input``) or a time range of the input topics
+(``--from-kafka --since T --until T``); both write the same outputs and ``report.html``.
+``--compare-policy`` runs a second policy over the same events and adds the what-if.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from relmon.domain import load_policy
-from relmon.replay.file_replay import ReplayStats, replay_file
+from relmon.errors import ConfigError
+from relmon.replay.file_replay import PolicyChoice, ReplayStats, replay_file
+from relmon.replay.kafka_source import TIME_HELP
+
+EPILOG = """\
+examples:
+  relmon replay --input events.jsonl --out out/
+  relmon replay --input events.jsonl --out out/ --policy A.toml --compare-policy B.toml
+  relmon replay --from-kafka --since 2026-03-01 --until 2026-04-01 --out march/ \\
+      --bootstrap kafka:9092 --prefix prod."""
 
 
 def register(sub: Any) -> None:
@@ -22,15 +33,27 @@ def register(sub: Any) -> None:
         description=(
             "Replay recorded input events through the same engine as the worker, in event "
             "time, and write DIR/suppressions.jsonl (every record, in the order emitted), "
-            "DIR/alerts.jsonl, DIR/dead_letters.jsonl (each bad line with its number and "
-            "error) and DIR/summary.json. A bad line never stops the replay; the same input "
-            "and policy always give byte-identical files."
+            "DIR/alerts.jsonl, DIR/dead_letters.jsonl (each bad line or message with where it "
+            "came from and its error), DIR/summary.json and DIR/report.html (plots: churn "
+            "after contact against donors not contacted, calls against a suppression, "
+            "suppressions by reason over time; self-contained, readable offline). A bad line "
+            "never stops the replay; the same input and policy always give byte-identical "
+            "files.\n\n"
+            "--from-kafka reads the four input topics for a time range with its own "
+            "group-less consumer: it never touches the live worker's offsets."
         ),
-        epilog="Example: relmon replay --input events.jsonl --out out/ --policy policy.toml",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--input", metavar="FILE.jsonl", help="a file of input events, one JSON object a line"
+    )
+    source.add_argument(
+        "--from-kafka",
+        action="store_true",
+        help="read the input topics for --since/--until (never touches the live worker's "
+        "offsets: no consumer group, nothing committed)",
     )
     parser.add_argument("--out", metavar="DIR", required=True, help="where to write the outputs")
     parser.add_argument(
@@ -40,6 +63,26 @@ def register(sub: Any) -> None:
         help="the policy to apply (default: the policy shipped with relmon)",
     )
     parser.add_argument(
+        "--compare-policy",
+        metavar="FILE.toml",
+        default=None,
+        help="what-if: also run this policy and compare calls suppressed, churns after contact "
+        "prevented and calls not made (printed, and a section of report.html)",
+    )
+    kafka = parser.add_argument_group("with --from-kafka")
+    kafka.add_argument(
+        "--since",
+        metavar="T",
+        help=f"first message time, inclusive: {TIME_HELP}; Kafka timestamps select the range",
+    )
+    kafka.add_argument(
+        "--until", metavar="T", help="end of the range, exclusive (default: now); same forms"
+    )
+    kafka.add_argument(
+        "--bootstrap", metavar="HOST:PORT", help="Kafka brokers (default: RELMON_KAFKA_BOOTSTRAP)"
+    )
+    kafka.add_argument("--prefix", help="topic name prefix (default: RELMON_TOPIC_PREFIX)")
+    parser.add_argument(
         "--no-progress",
         action="store_true",
         help="no progress bar (it is shown only when stderr is a terminal anyway)",
@@ -47,12 +90,66 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def policy_choice(letter: str, path: str | None) -> PolicyChoice:
+    """Load a policy and name it for the what-if table: ``A (default)``, ``B (strict.toml)``."""
+    name = "default" if path is None else Path(path).name
+    return PolicyChoice(f"{letter} ({name})", load_policy(path))
+
+
 def run(args: argparse.Namespace) -> int:
-    policy = load_policy(args.policy)
+    primary = policy_choice("A", args.policy)
+    compare = policy_choice("B", args.compare_policy) if args.compare_policy else None
     progress = not args.no_progress and sys.stderr.isatty()
-    stats = replay_file(args.input, args.out, policy, progress=progress)
+    outcomes: list[Any] = []
+    if args.from_kafka:
+        stats = _from_kafka(args, primary, compare, progress, outcomes)
+    else:
+        kafka_only = [f for f in ("since", "until", "bootstrap", "prefix") if getattr(args, f)]
+        if kafka_only:
+            flags = ", ".join(f"--{f}" for f in kafka_only)
+            raise ConfigError(f"{flags} only apply with --from-kafka")
+        stats = replay_file(
+            args.input, args.out, primary, progress=progress, compare=compare, outcomes=outcomes
+        )
     print(summary(stats, args.out))
+    if outcomes:
+        from relmon.replay.whatif import text_table
+
+        print()
+        print(text_table(outcomes))
     return 0
+
+
+def _from_kafka(
+    args: argparse.Namespace,
+    primary: PolicyChoice,
+    compare: PolicyChoice | None,
+    progress: bool,
+    outcomes: list[Any],
+) -> ReplayStats:
+    from relmon.replay.kafka_source import parse_time, replay_kafka
+    from relmon.settings import Settings
+
+    if not args.since:
+        raise ConfigError("--from-kafka needs --since T (and optionally --until T)")
+    since = parse_time(args.since, "--since")
+    until = parse_time(args.until, "--until") if args.until else datetime.now(UTC)
+    try:
+        settings = Settings(**({"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}))
+    except ValueError as exc:  # pydantic's ValidationError
+        raise ConfigError(f"--bootstrap / RELMON_* settings: {exc}") from None
+    prefix = settings.topic_prefix if args.prefix is None else args.prefix
+    return replay_kafka(
+        settings,
+        prefix,
+        since,
+        until,
+        args.out,
+        primary,
+        progress=progress,
+        compare=compare,
+        outcomes=outcomes,
+    )
 
 
 def summary(stats: ReplayStats, out: str) -> str:
@@ -63,5 +160,5 @@ def summary(stats: ReplayStats, out: str) -> str:
         f"{stats.dead_letters:,} dead letters; {stats.records:,} suppression records, "
         f"{stats.alerts:,} alerts for {stats.supporters:,} supporters "
         f"(policy {stats.policy_version}); {stats.events_per_second:,.0f} events/s "
-        f"in {stats.seconds:.2f} s; written to {out}"
+        f"in {stats.seconds:.2f} s; written to {out} (report: {Path(out) / 'report.html'})"
     )

@@ -193,6 +193,8 @@ def decayed_sum(
         and items[cache.end - 1] is cache.last
         and cache.first[0] >= lo
     ):
+        if cache.end == n:
+            return cache.acc, cache.ref, cache  # nothing new: the fold as it was
         start, acc, ref = cache.start, cache.acc, cache.ref
         for item in items[cache.end :]:
             t = item[0]

@@ -1,0 +1,103 @@
+"""``relmon timeline SUPPORTER_ID``: one supporter's story, as a table and a plot."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from relmon.errors import ConfigError, InputFileError
+
+EPILOG = """\
+examples:
+  relmon timeline S0001147 --input events.jsonl --out S0001147.html
+  relmon timeline S0001147 --from-kafka --since 2026-01-01 --until 2026-04-01 \\
+      --bootstrap kafka:9092"""
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "timeline",
+        help="one supporter's story: every event, the scores after it, decisions and alerts",
+        description=(
+            "Run the engine over one supporter's events (from a file, or from a time range "
+            "of the input topics) and print every event with the fatigue and irritation risk "
+            "after it, the suppression decisions (and the expiries between events) and the "
+            "alerts; write the same as an HTML page with a plot (self-contained, offline). "
+            "--from-kafka reads only the supporter's partition, with no consumer group: it "
+            "never touches the live worker's offsets."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("supporter_id", metavar="SUPPORTER_ID")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", metavar="FILE.jsonl", help="a file of input events")
+    source.add_argument(
+        "--from-kafka", action="store_true", help="read the input topics for --since/--until"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FILE.html",
+        default="timeline.html",
+        help="the HTML page to write (default timeline.html)",
+    )
+    parser.add_argument("--policy", metavar="FILE.toml", default=None, help="the policy")
+    kafka = parser.add_argument_group("with --from-kafka")
+    kafka.add_argument("--since", metavar="T", help="RFC 3339 or a date (midnight UTC)")
+    kafka.add_argument("--until", metavar="T", help="exclusive (default: now)")
+    kafka.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka brokers")
+    kafka.add_argument("--prefix", help="topic name prefix (default: RELMON_TOPIC_PREFIX)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from relmon.domain import load_policy
+    from relmon.replay import timeline
+
+    policy = load_policy(args.policy)
+    sid = args.supporter_id
+    if args.from_kafka:
+        events, end, source = _from_kafka(args, sid)
+    else:
+        stray = [f for f in ("since", "until", "bootstrap", "prefix") if getattr(args, f)]
+        if stray:
+            raise ConfigError(f"{', '.join('--' + f for f in stray)} only apply with --from-kafka")
+        source = args.input
+        events, end = timeline.events_from_file(Path(args.input), sid)
+    tl = timeline.build(events, sid, policy, end, source)
+    print(timeline.text_table(tl))
+    out = Path(args.out)
+    try:
+        out.write_text(timeline.html(tl), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write --out {out}: {exc.strerror or exc}") from None
+    print(f"relmon timeline: written to {out}", file=sys.stderr)
+    return 0
+
+
+def _from_kafka(args: argparse.Namespace, sid: str) -> tuple[list[Any], int, str]:
+    from relmon.replay.kafka_source import check_range, describe, parse_time, read_range
+    from relmon.settings import Settings
+
+    if not args.since:
+        raise ConfigError("--from-kafka needs --since T (and optionally --until T)")
+    since = parse_time(args.since, "--since")
+    until = parse_time(args.until, "--until") if args.until else datetime.now(UTC)
+    check_range(since, until)
+    try:
+        settings = Settings(**({"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}))
+    except ValueError as exc:
+        raise ConfigError(f"--bootstrap / RELMON_* settings: {exc}") from None
+    prefix = settings.topic_prefix if args.prefix is None else args.prefix
+    progress = not args.no_progress and sys.stderr.isatty()
+    read = read_range(settings, prefix, since, until, progress=progress, only_key=sid)
+    source = describe(settings, prefix, since, until)
+    events = [e[4] for e in read.events if e[4].supporter_id == sid]
+    if not events:
+        raise InputFileError(f"supporter {sid} has no events in {source}")
+    end = max(int(e[0]) for e in read.events)
+    return events, end, source

@@ -1,0 +1,588 @@
+"""``report.html``: what a replay found, as plots an analyst can read offline.
+
+:class:`Analysis` watches a replay (it is a :class:`~relmon.replay.file_replay.Observer`) and
+keeps only what the report needs; :func:`write_report` renders one self-contained HTML file
+(inline CSS and SVG, no scripts, no fonts, no network). The same input and policy give a
+byte-identical report: nothing in it depends on the clock or the machine.
+
+Definitions (also written under each plot):
+
+* *Loyal* at a time: the policy's definition (an active monthly mandate, amount > 0, whose
+  tenure has reached ``loyalty.min_tenure_months``), followed from the donation events.
+* *Loyal churn*: a ``cancelled``, ``paused``, ``reversed`` or lowering ``downgraded`` change
+  of a monthly mandate of a donor loyal by that event (as the engine's alerts define it).
+* *Observation period*: from the first outbound call in the input to the last event.
+* *Churn after contact* rate of a group (a partner, purpose or agent): among the reached
+  outbound calls of that group to donors loyal at the call, the share followed by a loyal
+  churn of that donor within ``churn_after_contact.window_days`` (W) after the call.
+  Denominator: those calls; a donor called three times counts three times.
+* *Baseline*: the observation period is cut into consecutive W-day windows; among the
+  (loyal donor, window) pairs where the donor is loyal at the window's start and has no
+  reached outbound call from W days before the window to its end, the share with a loyal
+  churn in the window. Both rates are "chance of a loyal churn within W days".
+* *Excess churn*: the group's rate minus the baseline (percentage points).
+* *Suppressed by reason over time*: supporters suppressed at the end of each UTC day, each
+  counted once under its first reason in force, in the contract's order (most lasting
+  first); a reason ends at its ``until`` even when the replay emitted no lift yet.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import NamedTuple
+
+from relmon.domain import Alert, Policy, SuppressionRecord
+from relmon.domain.events import (
+    ATTEMPT_OUTCOMES,
+    MARKETING_PURPOSES,
+    CallOutcome,
+    ConsentChange,
+    DonationChange,
+    EmailEngagement,
+)
+from relmon.domain.outputs import iso
+from relmon.domain.rules import add_months, utc
+from relmon.replay import svg
+
+DAY = 86_400
+REASON_ORDER = (
+    "OPTED_OUT",
+    "OBJECTION",
+    "DO_NOT_CALL_REQUEST",
+    "COMPLAINT",
+    "DECIDING_IN_OWN_TIME",
+    "RECENT_UPGRADE",
+    "CONTACT_CAP",
+    "MIN_GAP",
+    "FATIGUE",
+    "IRRITATION_RISK",
+)
+_CHURN_ACTIONS = frozenset({"cancelled", "paused", "reversed"})
+_ACTIVE_ACTIONS = frozenset({"started", "upgraded", "downgraded", "resumed", "payment_failed"})
+Event = CallOutcome | ConsentChange | EmailEngagement | DonationChange
+
+
+class CallFact(NamedTuple):
+    """An outbound call as the report needs it."""
+
+    t: int
+    eid: str
+    partner: str
+    purpose: str
+    agent: str
+    outcome: str
+    amount_delta: int | None
+
+    @property
+    def reached(self) -> bool:
+        return self.outcome not in ATTEMPT_OUTCOMES
+
+    @property
+    def marketing(self) -> bool:
+        return self.purpose in MARKETING_PURPOSES
+
+
+class Churn(NamedTuple):
+    """A loyal churn: time, event id, monthly amount lost (cents)."""
+
+    t: int
+    eid: str
+    lost: int
+
+
+class Rate(NamedTuple):
+    """``churned`` of ``n`` (calls, or donor-windows for the baseline)."""
+
+    label: str
+    n: int
+    churned: int
+
+    @property
+    def rate(self) -> float:
+        return self.churned / self.n if self.n else 0.0
+
+
+@dataclass
+class ExcessChurn:
+    """Churn-after-contact rates by group, and the baseline they are set against."""
+
+    window_days: int
+    baseline: Rate
+    contacted: Rate
+    by: dict[str, list[Rate]] = field(default_factory=dict)
+
+
+class Analysis:
+    """Collects, during a replay, what the report plots (see the module docstring)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.window = policy.churn_after_contact.window_days * DAY
+        self.tenure = policy.loyalty.min_tenure_months
+        self.types: Counter[str] = Counter()
+        self.calls: dict[str, list[CallFact]] = defaultdict(list)
+        self.churns: dict[str, list[Churn]] = defaultdict(list)
+        self._mandates: dict[str, dict[str, int | None]] = defaultdict(dict)
+        self._loyal: dict[str, list[tuple[int, int | None]]] = defaultdict(list)
+        self.first_call: int | None = None
+        # suppressions: the open record per supporter, day counts by first reason
+        self._open: dict[str, tuple[int, tuple[tuple[str, int | None], ...]]] = {}
+        self._diff: dict[str, Counter[int]] = defaultdict(Counter)
+        self.started: Counter[str] = Counter()
+        self.days_in_force: Counter[str] = Counter()
+        self.first_record: int | None = None
+        self.alert_kinds: Counter[str] = Counter()
+        self.cws: Counter[tuple[str, str]] = Counter()  # (partner, first reason)
+        self.end: int | None = None
+
+    # -- observing ---------------------------------------------------------------------
+
+    def event(self, event: Event) -> None:
+        self.types[event.type] += 1
+        if isinstance(event, CallOutcome):
+            if event.direction == "outbound":
+                t = int(event.occurred_at.timestamp())
+                if self.first_call is None or t < self.first_call:
+                    self.first_call = t
+                self.calls[event.supporter_id].append(
+                    CallFact(
+                        t,
+                        event.event_id,
+                        event.partner_id,
+                        event.campaign_purpose,
+                        event.agent_id or "(no agent)",
+                        event.outcome,
+                        event.amount_delta_cents,
+                    )
+                )
+        elif isinstance(event, DonationChange):
+            self._donation(event)
+
+    def _donation(self, ev: DonationChange) -> None:
+        if ev.action == "one_off":
+            return
+        sid, t = ev.supporter_id, int(ev.occurred_at.timestamp())
+        loyal_from = add_months(int(ev.mandate_started_at.timestamp()), self.tenure)
+        active = (
+            ev.action in _ACTIVE_ACTIONS and ev.frequency == "monthly" and ev.amount_cents_after > 0
+        )
+        mandates = self._mandates[sid]
+        mandates[ev.mandate_id] = loyal_from if active else None
+        since = min((v for v in mandates.values() if v is not None), default=None)
+        changes = self._loyal[sid]
+        if not changes or changes[-1][1] != since:
+            changes.append((t, since))
+        before, after = ev.amount_cents_before, ev.amount_cents_after
+        downgrade = ev.action == "downgraded" and after < before
+        if (
+            (ev.action in _CHURN_ACTIONS or downgrade)
+            and ev.frequency == "monthly"
+            and before > 0
+            and loyal_from <= t
+        ):
+            self.churns[sid].append(Churn(t, ev.event_id, before - after if downgrade else before))
+
+    def records(self, records: list[SuppressionRecord]) -> None:
+        for r in records:
+            sid = r.supporter_id
+            t = int(r.decided_at.timestamp())
+            if self.first_record is None:
+                self.first_record = t
+            reasons = tuple(
+                (x.code, None if x.until is None else int(x.until.timestamp())) for x in r.reasons
+            )
+            before = self._open.pop(sid, None)
+            old_codes: set[str] = set()
+            if before is not None:
+                self._interval(before[0], t, before[1])
+                old_codes = {c for c, u in before[1] if u is None or u > t}
+            self.started.update(c for c, _u in reasons if c not in old_codes)
+            if reasons:
+                self._open[sid] = (t, reasons)
+
+    def alerts(self, alerts: list[Alert]) -> None:
+        for a in alerts:
+            self.alert_kinds[a.kind] += 1
+            if a.kind == "call_while_suppressed":
+                first = a.reasons[0].code if a.reasons else "?"
+                self.cws[(a.contact.partner_id, first)] += 1
+
+    def finish(self, end: int) -> None:
+        """Close what is still open at ``end`` (the last event time)."""
+        self.end = end
+        for start, reasons in self._open.values():
+            self._interval(start, max(end, start), reasons)
+        self._open.clear()
+
+    def _interval(self, start: int, end: int, reasons: tuple[tuple[str, int | None], ...]) -> None:
+        for code, until in reasons:
+            stop = end if until is None else min(end, until)
+            if stop > start:
+                self.days_in_force[code] += stop - start
+        t = start
+        while t < end:
+            live = [(c, u) for c, u in reasons if u is None or u > t]
+            if not live:
+                return
+            code, until = live[0]
+            stop = end if until is None else min(end, until)
+            first, last = -(-t // DAY) - 1, -(-stop // DAY) - 1  # days whose end is in [t, stop)
+            if last > first:
+                self._diff[code][first] += 1
+                self._diff[code][last] -= 1
+            t = stop
+
+    # -- derived -------------------------------------------------------------------------
+
+    def loyal_at(self, sid: str, t: int) -> bool:
+        changes = self._loyal.get(sid)
+        if not changes:
+            return False
+        i = bisect.bisect_right(changes, t, key=lambda c: c[0]) - 1
+        if i < 0:
+            return False
+        since = changes[i][1]
+        return since is not None and since <= t
+
+    @property
+    def period(self) -> tuple[int, int] | None:
+        """The observation period: first outbound call to the last event."""
+        if self.end is None:
+            return None
+        start = self.first_call if self.first_call is not None else self.first_record
+        return None if start is None or start > self.end else (start, self.end)
+
+    def excess_churn(self, min_calls: int = 20) -> ExcessChurn:
+        """Rates by partner, purpose and agent (agents with at least ``min_calls`` calls)."""
+        w = self.window
+        n: dict[str, Counter[str]] = defaultdict(Counter)
+        churned: dict[str, Counter[str]] = defaultdict(Counter)
+        reached_at: dict[str, list[int]] = {}
+        for sid, calls in self.calls.items():
+            churn_ts = sorted(c.t for c in self.churns.get(sid, ()))
+            reached_at[sid] = sorted(c.t for c in calls if c.reached)
+            for c in calls:
+                if not c.reached or not self.loyal_at(sid, c.t):
+                    continue
+                i = bisect.bisect_left(churn_ts, c.t)
+                hit = i < len(churn_ts) and churn_ts[i] <= c.t + w
+                for dim, key in (
+                    ("all", "all"),
+                    ("partner", c.partner),
+                    ("purpose", c.purpose),
+                    ("agent", c.agent),
+                ):
+                    n[dim][key] += 1
+                    churned[dim][key] += hit
+        base_n = base_churned = 0
+        period = self.period
+        if period is not None:
+            start, end = period
+            blocks = range(start, end - w + 1, w)
+            for sid in self._loyal:
+                calls_t = reached_at.get(sid, [])
+                churn_ts = sorted(c.t for c in self.churns.get(sid, ()))
+                for b in blocks:
+                    if not self.loyal_at(sid, b):
+                        continue
+                    i = bisect.bisect_left(calls_t, b - w)
+                    if i < len(calls_t) and calls_t[i] < b + w:
+                        continue
+                    base_n += 1
+                    j = bisect.bisect_left(churn_ts, b)
+                    base_churned += j < len(churn_ts) and churn_ts[j] < b + w
+        result = ExcessChurn(
+            w // DAY,
+            Rate("not contacted", base_n, base_churned),
+            Rate("all contacts", n["all"]["all"], churned["all"]["all"]),
+        )
+        for dim in ("partner", "purpose", "agent"):
+            rows = [Rate(k, v, churned[dim][k]) for k, v in n[dim].items()]
+            if dim == "agent":
+                rows = [r for r in rows if r.n >= min_calls]
+            rows.sort(key=lambda r: (-r.rate, -r.n, r.label))
+            result.by[dim] = rows[:15] if dim == "agent" else rows
+        return result
+
+    def suppression_days(self) -> tuple[list[int], list[tuple[str, list[float]]]]:
+        """Epoch days of the observation period, and per first reason the daily counts."""
+        period = self.period
+        if period is None:
+            return [], []
+        first, last = period[0] // DAY, period[1] // DAY - 1
+        days = list(range(first, last + 1)) if last >= first else []
+        series = []
+        for code in REASON_ORDER:
+            diff = self._diff.get(code)
+            if not diff:
+                continue
+            running = sum(v for d, v in diff.items() if d < first)
+            values = []
+            for d in days:
+                running += diff.get(d, 0)
+                values.append(float(running))
+            if any(values):
+                series.append((code, values))
+        return days, series
+
+    def marketing_calls_by_partner(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for calls in self.calls.values():
+            out.update(c.partner for c in calls if c.marketing)
+        return out
+
+    def call_index(self) -> dict[str, CallFact]:
+        return {c.eid: c for calls in self.calls.values() for c in calls}
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+@dataclass
+class ReportMeta:
+    """The header of a report: where the events came from and what the replay counted."""
+
+    source: str
+    policy_version: str
+    counts: dict[str, object]
+    first_at: int | None
+    last_at: int | None
+
+
+CSS = """
+body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#222;
+margin:0;background:#fafafa}
+main{max-width:1000px;margin:0 auto;padding:24px 32px;background:#fff}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:36px 0 6px;border-top:1px solid #ddd;
+padding-top:18px}h3{font-size:15px;margin:20px 0 4px}
+p.explain{color:#444;max-width:900px;margin:4px 0 10px}
+table{border-collapse:collapse;margin:8px 0 12px}
+td:first-child{white-space:nowrap}
+td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+th{background:#f3f3f3;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+.facts td:first-child{color:#666}
+figure{margin:6px 0 14px}svg{max-width:100%;height:auto}
+.note{color:#777;font-size:12px}
+"""
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f}\u00a0%"
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[object]], numeric: set[int]) -> str:
+    out = ["<table><tr>"]
+    for i, h in enumerate(head):
+        cls = ' class="num"' if i in numeric else ""
+        out.append(f"<th{cls}>{escape(h)}</th>")
+    out.append("</tr>")
+    for row in rows:
+        out.append("<tr>")
+        for i, cell in enumerate(row):
+            text = f"{cell:,}" if isinstance(cell, int) else str(cell)
+            cls = ' class="num"' if i in numeric else ""
+            out.append(f"<td{cls}>{escape(text)}</td>")
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def page(title: str, body: Sequence[str]) -> str:
+    """A whole self-contained HTML document."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>"
+        + "\n".join(body)
+        + "</main></body></html>\n"
+    )
+
+
+def _header(meta: ReportMeta, analysis: Analysis) -> list[str]:
+    c = meta.counts
+    period = analysis.period
+    facts = [
+        ("input", meta.source),
+        ("policy version", meta.policy_version),
+        ("time range of the events", f"{_ts(meta.first_at)} to {_ts(meta.last_at)}"),
+        (
+            "observation period (plots)",
+            f"{_ts(period[0])} to {_ts(period[1])}" if period else "no outbound calls",
+        ),
+        ("lines / messages read", f"{c.get('lines', 0):,}"),
+        ("valid events", f"{c.get('valid', 0):,}"),
+        ("by type", ", ".join(f"{k} {v:,}" for k, v in sorted(analysis.types.items())) or "none"),
+        ("dead letters", f"{c.get('dead_letters', 0):,}"),
+        ("supporters", f"{c.get('supporters', 0):,}"),
+        ("suppression records", f"{c.get('records', 0):,}"),
+        (
+            "alerts",
+            ", ".join(f"{k} {v:,}" for k, v in sorted(analysis.alert_kinds.items())) or "none",
+        ),
+    ]
+    rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in facts)
+    return [
+        "<h1>relmon replay report</h1>",
+        '<p class="explain">What the engine decided and noticed over the replayed events. '
+        "Every number comes from the events and the policy below; the same input and policy "
+        "give the same report.</p>",
+        f'<table class="facts">{rows}</table>',
+    ]
+
+
+def _ts(t: int | None) -> str:
+    return "-" if t is None else str(iso(utc(t)))
+
+
+def _churn_section(analysis: Analysis) -> list[str]:
+    ex = analysis.excess_churn()
+    w = ex.window_days
+    base = ex.baseline
+    out = [
+        "<h2>Churn after contact, against donors not contacted (excess churn)</h2>",
+        f'<p class="explain">Each bar: of the reached outbound calls (any purpose) made to '
+        f"donors who were loyal at the call, the share followed by that donor's churn "
+        f"(cancel, pause, reversal or downgrade of a monthly gift) within {w} days. The dashed "
+        f"line is the baseline: of the {base.n:,} windows of {w} days in which a loyal donor "
+        f"had no reached call (nor in the {w} days before), {base.churned:,} had a churn "
+        f"({_pct(base.rate)}). Bars in red are above the baseline; the difference is the "
+        "excess churn after contact. Small groups swing widely: read the counts.</p>",
+    ]
+    if ex.contacted.n == 0:
+        out.append("<p>No reached outbound calls to loyal donors in this input.</p>")
+        return out
+    out.append(
+        f'<p class="explain">All contacts: {ex.contacted.churned:,} of {ex.contacted.n:,} '
+        f"calls ({_pct(ex.contacted.rate)}); excess "
+        f"{(ex.contacted.rate - base.rate) * 100:+.1f} percentage points.</p>"
+    )
+    titles = {
+        "partner": "By partner",
+        "purpose": "By campaign purpose",
+        "agent": "By agent (the 15 highest rates among agents with at least 20 such calls)",
+    }
+    for dim in ("partner", "purpose", "agent"):
+        rows = ex.by.get(dim, [])
+        out.append(f"<h3>{escape(titles[dim])}</h3>")
+        if not rows:
+            out.append('<p class="note">No group large enough.</p>')
+            continue
+        bars = [
+            svg.Bar(
+                r.label,
+                r.rate,
+                f"{r.churned:,}/{r.n:,}  ({(r.rate - base.rate) * 100:+.1f} pp)",
+            )
+            for r in rows
+        ]
+        out.append(
+            "<figure>"
+            + svg.hbar(
+                bars,
+                value_text=_pct,
+                ref=base.rate,
+                ref_label="baseline",
+                title=f"churn after contact {titles[dim].lower()}",
+            )
+            + "</figure>"
+        )
+    return out
+
+
+def _cws_section(analysis: Analysis) -> list[str]:
+    calls = analysis.marketing_calls_by_partner()
+    by_partner: Counter[str] = Counter()
+    reasons_of: dict[str, Counter[str]] = defaultdict(Counter)
+    for (partner, code), k in analysis.cws.items():
+        by_partner[partner] += k
+        reasons_of[partner][code] += k
+    out = [
+        "<h2>Calls made against a suppression, by partner</h2>",
+        '<p class="explain">An outbound marketing call (upgrade, reactivation, acquisition, '
+        "survey, other; attempts included) to a supporter the policy said not to call at that "
+        "moment, judged on the events before the call. Each bar is split by the first reason "
+        "in force (the most lasting one). A partner with many such calls ignores or does not "
+        "receive the suppression list.</p>",
+    ]
+    if not by_partner:
+        out.append("<p>No call was made against a suppression.</p>")
+        return out
+    partners = sorted(by_partner, key=lambda p: (-by_partner[p], p))
+    codes = [c for c in REASON_ORDER if any(reasons_of[p][c] for p in partners)]
+    rows = [(p, [float(reasons_of[p][c]) for c in codes]) for p in partners]
+    out.append(
+        "<figure>"
+        + svg.stacked_hbar(rows, codes, title="calls against a suppression by partner")
+        + "</figure>"
+    )
+    out.append("<h3>Top partners by calls against a suppression</h3>")
+    table_rows = []
+    for p in partners[:20]:
+        total = calls.get(p, 0)
+        top = ", ".join(f"{c} {k:,}" for c, k in reasons_of[p].most_common(3))
+        share = _pct(by_partner[p] / total) if total else "-"
+        table_rows.append((p, total, by_partner[p], share, top))
+    out.append(
+        _table(
+            ["partner", "marketing calls", "against a suppression", "share", "first reasons"],
+            table_rows,
+            {1, 2, 3},
+        )
+    )
+    return out
+
+
+def _suppression_section(analysis: Analysis) -> list[str]:
+    days, series = analysis.suppression_days()
+    out = [
+        "<h2>Suppressions by reason over time</h2>",
+        '<p class="explain">Supporters suppressed at the end of each day (UTC), each counted '
+        "once, under the first reason in force in the contract's order (opt-outs and "
+        "objections first, scores last). A reason stops counting at its end date even if the "
+        "supporter had no later event. The table counts every reason: how often it started "
+        "and how many supporter-days it was in force.</p>",
+    ]
+    if days and series:
+        out.append(
+            "<figure>"
+            + svg.stacked_area(days, series, title="supporters suppressed by first reason")
+            + "</figure>"
+        )
+    else:
+        out.append("<p>No suppression in the observation period.</p>")
+    rows = [
+        (code, analysis.started[code], f"{analysis.days_in_force[code] / DAY:,.0f}")
+        for code in REASON_ORDER
+        if analysis.started[code] or analysis.days_in_force[code]
+    ]
+    if rows:
+        out.append(_table(["reason", "times started", "supporter-days in force"], rows, {1, 2}))
+    return out
+
+
+def render(meta: ReportMeta, analysis: Analysis, extra: Sequence[str] = ()) -> str:
+    """The whole report as HTML text (``extra``: more sections, e.g. the what-if)."""
+    body = [
+        *_header(meta, analysis),
+        *_churn_section(analysis),
+        *_cws_section(analysis),
+        *_suppression_section(analysis),
+        *extra,
+        '<p class="note">Written by relmon replay. Self-contained: no scripts, no network.</p>',
+    ]
+    return page("relmon replay report", body)
+
+
+def write_report(
+    path: Path, meta: ReportMeta, analysis: Analysis, extra: Sequence[str] = ()
+) -> None:
+    path.write_text(render(meta, analysis, extra), encoding="utf-8")
+
+
+def table_html(head: Sequence[str], rows: Iterable[Sequence[object]], numeric: set[int]) -> str:
+    """An HTML table in the report's style (for other sections)."""
+    return _table(head, rows, numeric)

@@ -1,0 +1,197 @@
+"""What-if: two policies over the same events (``relmon replay --compare-policy B.toml``).
+
+Each policy runs its own engine over the same events in the same order. For each one:
+
+* **calls it would have suppressed**: outbound marketing calls made while that policy says
+  "suppressed", judged on the events before the call (its ``call_while_suppressed`` alerts),
+  split into attempts and reached calls;
+* **conversions forgone**: of those, the calls whose outcome was ``converted`` (and the
+  monthly amount agreed on them) — what blocking would have cost;
+* **churns after contact** under that policy (its ``churn_after_contact`` alerts) and how
+  many it would have **prevented**: a reached outbound call in the churn-after-contact
+  window before the churn is one that policy would have blocked;
+* the monthly amount those prevented churns lost.
+
+The history stays what happened: a blocked call is not taken out of the events, so later
+scores are those of the real history. This is the first-order effect, and says so.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from relmon.domain import Alert, Policy, SuppressionRecord
+
+if TYPE_CHECKING:
+    from relmon.replay.file_replay import Event
+    from relmon.replay.report import CallFact
+
+DAY = 86_400
+
+
+@dataclass
+class Tally:
+    """One policy's alerts, as the comparison needs them (an observer of its replay)."""
+
+    label: str
+    policy: Policy
+    blocked: set[str] = field(default_factory=set)  # call event ids
+    churns: list[tuple[str, int, int]] = field(default_factory=list)  # sid, t, monthly lost
+    record_count: int = 0
+
+    def event(self, event: Event) -> None:
+        return None
+
+    def records(self, records: list[SuppressionRecord]) -> None:
+        self.record_count += len(records)
+
+    def alerts(self, alerts: list[Alert]) -> None:
+        for a in alerts:
+            if a.kind == "call_while_suppressed":
+                self.blocked.add(a.cause_event_id)
+            elif a.kind == "churn_after_contact":
+                lost = a.donation.monthly_amount_lost_cents if a.donation else 0
+                self.churns.append((a.supporter_id, int(a.occurred_at.timestamp()), lost))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One row of the comparison."""
+
+    label: str
+    policy_version: str
+    calls_suppressed: int
+    attempts: int
+    reached: int
+    conversions_forgone: int
+    conversion_cents_forgone: int
+    churns_after_contact: int
+    churns_prevented: int
+    monthly_cents_kept: int
+
+
+def outcome(
+    tally: Tally, calls: dict[str, CallFact], calls_by_supporter: dict[str, list[CallFact]]
+) -> Outcome:
+    """Count one policy's effect (see the module docstring)."""
+    reached = conversions = conversion_cents = 0
+    for eid in tally.blocked:
+        call = calls.get(eid)
+        if call is None:
+            continue
+        if call.reached:
+            reached += 1
+        if call.outcome == "converted":
+            conversions += 1
+            conversion_cents += call.amount_delta or 0
+    window = tally.policy.churn_after_contact.window_days * DAY
+    prevented = kept = 0
+    for sid, t, lost in tally.churns:
+        if any(
+            c.reached and t - window <= c.t <= t and c.eid in tally.blocked
+            for c in calls_by_supporter.get(sid, ())
+        ):
+            prevented += 1
+            kept += lost
+    return Outcome(
+        tally.label,
+        tally.policy.version,
+        len(tally.blocked),
+        len(tally.blocked) - reached,
+        reached,
+        conversions,
+        conversion_cents,
+        len(tally.churns),
+        prevented,
+        kept,
+    )
+
+
+HEAD = (
+    "policy",
+    "version",
+    "calls suppressed",
+    "attempts",
+    "reached",
+    "conversions forgone",
+    "EUR/month forgone",
+    "churns after contact",
+    "prevented",
+    "EUR/month kept",
+)
+
+
+def rows(outcomes: list[Outcome]) -> list[tuple[object, ...]]:
+    return [
+        (
+            o.label,
+            o.policy_version,
+            o.calls_suppressed,
+            o.attempts,
+            o.reached,
+            o.conversions_forgone,
+            f"{o.conversion_cents_forgone / 100:,.2f}",
+            o.churns_after_contact,
+            o.churns_prevented,
+            f"{o.monthly_cents_kept / 100:,.2f}",
+        )
+        for o in outcomes
+    ]
+
+
+def text_table(outcomes: list[Outcome]) -> str:
+    """The comparison as a plain-text table for the terminal."""
+    cells = [list(HEAD)]
+    cells += [[f"{c:,}" if isinstance(c, int) else str(c) for c in r] for r in rows(outcomes)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(HEAD))]
+    lines = []
+    for n, row in enumerate(cells):
+        padded = [
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(padded))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def html_section(outcomes: list[Outcome]) -> list[str]:
+    """The what-if section of report.html."""
+    from relmon.replay import svg
+    from relmon.replay.report import table_html
+
+    out = [
+        "<h2>What-if: the policies compared</h2>",
+        '<p class="explain">Each policy ran over the same events. <b>Calls suppressed</b>: '
+        "marketing calls that were made while that policy says the supporter is suppressed "
+        "(judged on the events before the call), i.e. the calls it would not have made. "
+        "<b>Conversions forgone</b>: of those, the calls that converted, and the monthly "
+        "amount agreed on them. <b>Prevented</b>: churns after contact (by that policy's "
+        "definition) where a reached call in the window before the churn is one the policy "
+        "would have blocked. The history is kept as it happened (a blocked call still counts "
+        "in later scores), so this is the first-order effect.</p>",
+        table_html(HEAD, rows(outcomes), {2, 3, 4, 5, 6, 7, 8, 9}),
+    ]
+    series = ["calls suppressed", "churns after contact", "prevented"]
+    by_policy: dict[str, list[float]] = defaultdict(list)
+    for o in outcomes:
+        by_policy[o.label] = [
+            float(o.calls_suppressed),
+            float(o.churns_after_contact),
+            float(o.churns_prevented),
+        ]
+    bars = [
+        svg.Bar(f"{o.label}: {name}", value, "")
+        for name_i, name in enumerate(series)
+        for o in outcomes
+        for value in [by_policy[o.label][name_i]]
+    ]
+    out.append(
+        "<figure>"
+        + svg.hbar(bars, value_text=lambda v: f"{v:,.0f}", label_width=260, title="what-if")
+        + "</figure>"
+    )
+    return out
