@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from relmon.errors import RelmonError
 
 # Verbs in the order `relmon --help` lists them.
@@ -56,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
     except RelmonError as exc:
         print(f"relmon {args.verb}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValidationError as exc:  # a RELMON_* setting with a bad value
+        problems = "; ".join(
+            f"RELMON_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"relmon {args.verb}: error: invalid setting: {problems}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"relmon {args.verb}: interrupted", file=sys.stderr)
