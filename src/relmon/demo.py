@@ -60,7 +60,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
 
 def _start_stream(rate: float, supporters: int) -> subprocess.Popen[bytes]:
     """The simulated population, produced live to the input topics."""
-    start = (datetime.now(UTC) - timedelta(days=60)).date().isoformat()
+    start = (datetime.now(UTC) - timedelta(days=365)).date().isoformat()
     cmd = [
         sys.executable,
         "-m",
@@ -72,7 +72,7 @@ def _start_stream(rate: float, supporters: int) -> subprocess.Popen[bytes]:
         "--supporters",
         str(supporters),
         "--days",
-        "60",
+        "365",
         "--seed",
         "7",
         "--start",
@@ -87,7 +87,8 @@ def _describe(topic: str, value: bytes) -> str:
         if not doc["suppressed"]:
             return f"{GREEN}lifted    {RESET} {doc['supporter_id']}"
         codes = ",".join(r["code"] for r in doc["reasons"])
-        return f"{YELLOW}suppressed{RESET} {doc['supporter_id']} {codes} until {doc['until']}"
+        until = doc["until"] or "indefinitely"
+        return f"{YELLOW}suppressed{RESET} {doc['supporter_id']} {codes} until {until}"
     if topic.endswith(ALERTS):
         contact = doc.get("contact") or {}
         return (
@@ -119,8 +120,8 @@ async def _follow(settings: Settings, stop: asyncio.Event) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m relmon.demo", description=__doc__)
     parser.add_argument("--broker-home", type=Path, default=Path(".broker"))
-    parser.add_argument("--rate", type=float, default=40.0, help="simulated events per second")
-    parser.add_argument("--supporters", type=int, default=3000)
+    parser.add_argument("--rate", type=float, default=100.0, help="simulated events per second")
+    parser.add_argument("--supporters", type=int, default=1500)
     args = parser.parse_args(argv)
     settings = Settings()
     home = devbroker.BrokerHome(
@@ -147,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         stream = _start_stream(args.rate, args.supporters)
         _say(f"simulated stream: {args.supporters} supporters at {args.rate:g} events/s")
         print(
-            f"\n  Try:  curl {url}/suppressions/S-000042\n"
-            f"        curl {url}/supporters/S-000042\n"
+            f"\n  Try:  curl {url}/suppressions/S0000042\n"
+            f"        curl {url}/supporters/S0000042\n"
             f"        curl -X POST {url}/suppressions/check "
-            """-d '{"supporter_ids": ["S-000001", "S-000002"]}'\n"""
+            """-d '{"supporter_ids": ["S0000001", "S0000002"]}'\n"""
             f"        curl {url}/metrics\n"
             "  Suppressions and alerts appear below. Ctrl-C stops everything.\n",
             flush=True,

@@ -56,6 +56,7 @@ CHASED = LABEL["chased_decision"]
 DINNER_CALL_REACHED = LABEL["dinner_call_reached"]
 NEGATIVE_SENTIMENT = LABEL["negative_sentiment"]
 _FOREVER = -(1 << 62)
+_EMAIL_FACT_ACTIONS = frozenset({"sent", "unsubscribed", "spam_complaint"})
 _OUTCOME_LABELS = {
     OUTCOME[o]: LABEL[o] for o in ("complaint", "do_not_call", "hung_up", "declined")
 }
@@ -84,33 +85,20 @@ def insert(
 
 
 class _Change:
-    """Collects replaced lists and applies them to one copy of the state."""
+    """A copy of the state that a handler changes, and what the caches need to know.
 
-    __slots__ = (
-        "calls",
-        "changed",
-        "churns",
-        "clock",
-        "consents",
-        "emails",
-        "fatigue_item",
-        "irritation",
-        "mandates",
-        "markers",
-        "rules",
-    )
+    Handlers replace lists on ``new`` (never mutate them: they are shared with the state
+    given); :meth:`commit` compares them with the original by identity to invalidate exactly
+    the caches whose inputs changed, so one copy is made per event, not two.
+    """
+
+    __slots__ = ("changed", "clock", "fatigue_item", "new", "rules")
 
     def __init__(self, st: SupporterState, clock: int, rules: Rules) -> None:
         self.rules = rules
         self.clock = clock
         self.changed = False
-        self.calls = st.calls
-        self.irritation = st.irritation
-        self.emails = st.emails
-        self.markers = st.markers
-        self.consents = st.consents
-        self.mandates = st.mandates
-        self.churns = st.churns
+        self.new = st.copy()
         # the fatigue contribution of a call or e-mail that goes after every other one
         self.fatigue_item: Fact | None = None
 
@@ -125,31 +113,31 @@ class _Change:
         if weight is None:
             weight = r.irritation_weights[label]
         if weight > 0.0:
+            nst = self.new
             keep = self.clock - r.keep_irritation
-            new = insert(self.irritation, (t, eid, label, weight), keep, r.max_facts, 3)
+            new = insert(nst.irritation, (t, eid, label, weight), keep, r.max_facts, 3)
             if new is not None:
-                self.irritation = new
+                nst.irritation = new
                 self.changed = True
 
     def commit(self, st: SupporterState, eid: str, t: int) -> SupporterState | None:
         if not self.changed:
             return None
-        nst = st.copy()
-        if self.calls is not st.calls or self.emails is not st.emails:
+        nst = self.new
+        if nst.calls is not st.calls or nst.emails is not st.emails:
             item = self.fatigue_item
             nst._fatigue = None if item is None or st._fatigue is None else [*st._fatigue, item]
         if (
-            self.consents is not st.consents
-            or self.markers[DO_NOT_CALL] is not st.markers[DO_NOT_CALL]
+            nst.consents is not st.consents
+            or nst.markers[DO_NOT_CALL] is not st.markers[DO_NOT_CALL]
         ):
             nst._consent = None
-        if self.mandates is not st.mandates:
+        if nst.mandates is not st.mandates:
             nst._loyal = _UNKNOWN
-        nst.calls, nst.irritation, nst.emails = self.calls, self.irritation, self.emails
-        nst.markers, nst.consents = self.markers, self.consents
-        nst.mandates, nst.churns = self.mandates, self.churns
         nst.event_ids().add(eid)
-        nst.prune_at = min(nst.prune_at, t + self.rules.min_keep)
+        prune_at = t + self.rules.min_keep
+        if prune_at < nst.prune_at:
+            nst.prune_at = prune_at
         return nst
 
 
@@ -176,7 +164,7 @@ def call_facts(st: SupporterState, ev: CallOutcome, t: int, r: Rules) -> Support
         new = insert(st.calls, call, clock - r.keep_calls, r.max_facts)
         if new is None:
             return None
-        ch.calls = new
+        ch.new.calls = new
         ch.changed = True
         if new[-1] is call and (len(new) == 1 or new[-2][0] < t):
             ch.append_fatigue(st, call_item(new, len(new) - 1, r.w))
@@ -202,10 +190,10 @@ def call_facts(st: SupporterState, ev: CallOutcome, t: int, r: Rules) -> Support
             keep, cap = clock - r.keep_markers[kind], r.max_facts
         new = insert(st.markers[kind], (t, eid), keep, cap)
         if new is not None:
-            ch.markers = tuple(new if i == kind else m for i, m in enumerate(st.markers))
+            ch.new.markers = tuple(new if i == kind else m for i, m in enumerate(st.markers))
             ch.changed = True
             if kind == INFO_REQUESTED:
-                for c in ch.calls:
+                for c in ch.new.calls:
                     if t < c[0] <= t + r.deciding and c[4] in MARKETING:
                         ch.irritate(c[0], c[1], CHASED)
     return ch.commit(st, eid, t)
@@ -218,7 +206,7 @@ def consent_facts(st: SupporterState, ev: ConsentChange, t: int, r: Rules) -> Su
     new = insert(st.consents, (t, ev.event_id, channel, action), _FOREVER, r.max_consents)
     if new is None:
         return None
-    ch.consents = new
+    ch.new.consents = new
     ch.changed = True
     if action != OPT_IN and channel not in (PHONE, ALL):
         ch.irritate(t, ev.event_id, LABEL["opt_out_other_channel"])
@@ -228,13 +216,15 @@ def consent_facts(st: SupporterState, ev: ConsentChange, t: int, r: Rules) -> Su
 def email_facts(st: SupporterState, ev: EmailEngagement, t: int, r: Rules) -> SupporterState | None:
     """Facts of an e-mail engagement (most actions leave none)."""
     action = ev.action
+    if action not in _EMAIL_FACT_ACTIONS:
+        return None
     clock = max(st.clock, t)
     ch = _Change(st, clock, r)
     if action == "sent":
         new = insert(st.emails, (t, ev.event_id), clock - r.keep_emails, r.max_facts)
         if new is None:
             return None
-        ch.emails = new
+        ch.new.emails = new
         ch.changed = True
         ch.append_fatigue(st, (t, ev.event_id, EMAIL_SENT, r.w.email))
     elif action in ("unsubscribed", "spam_complaint"):
@@ -259,7 +249,7 @@ def donation_facts(
     new = insert(st.mandates, status, _FOREVER, r.max_mandates)
     if new is None:
         return None
-    ch.mandates = new
+    ch.new.mandates = new
     ch.changed = True
     before, after = ev.amount_cents_before, ev.amount_cents_after
     downgrade = action == DOWNGRADED and after < before
@@ -270,5 +260,5 @@ def donation_facts(
         fact = (t, eid, ev.mandate_id, action, frequency, before, after, ev.currency, started, 0)
         kept = insert(st.churns, fact, clock - r.keep_calls, r.max_facts)
         if kept is not None:
-            ch.churns = kept
+            ch.new.churns = kept
     return ch.commit(st, eid, t)

@@ -157,8 +157,8 @@ async def _read(
     result = Range(names)
     raw: list[Message] = []
     try:
-        existing = await consumer.topics()
-        missing = [t for t in names if t not in existing]
+        counts = await _partition_counts(settings, names)
+        missing = [t for t in names if t not in counts]
         if missing:
             raise ConfigError(
                 f"topic(s) {', '.join(missing)} do not exist at {settings.kafka_bootstrap}; "
@@ -166,7 +166,7 @@ async def _read(
             )
         tps = []
         for name in names:
-            parts = sorted(consumer.partitions_for_topic(name) or ())
+            parts = list(range(counts[name]))
             if only_key is not None and parts:
                 from relmon.streaming.processor import partition_for
 
@@ -231,6 +231,19 @@ async def _read(
         result.events.append((event.occurred_at.timestamp(), m.topic, m.partition, m.offset, event))
     result.events.sort(key=lambda e: e[:4])
     return result
+
+
+async def _partition_counts(settings: Settings, names: list[str]) -> dict[str, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from relmon.streaming.admin import partition_counts
+
+    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs(), request_timeout_ms=10_000)
+    await asyncio.wait_for(admin.start(), 15)
+    try:
+        return await partition_counts(admin, names)
+    finally:
+        await admin.close()
 
 
 def done(consumer: object, todo: dict[object, int], tp: object) -> None:
