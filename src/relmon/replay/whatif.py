@@ -18,7 +18,6 @@ scores are those of the real history. This is the first-order effect, and says s
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -175,23 +174,20 @@ def html_section(outcomes: list[Outcome]) -> list[str]:
         "in later scores), so this is the first-order effect.</p>",
         table_html(HEAD, rows(outcomes), {2, 3, 4, 5, 6, 7, 8, 9}),
     ]
-    series = ["calls suppressed", "churns after contact", "prevented"]
-    by_policy: dict[str, list[float]] = defaultdict(list)
-    for o in outcomes:
-        by_policy[o.label] = [
-            float(o.calls_suppressed),
-            float(o.churns_after_contact),
-            float(o.churns_prevented),
-        ]
-    bars = [
-        svg.Bar(f"{o.label}: {name}", value, "")
-        for name_i, name in enumerate(series)
-        for o in outcomes
-        for value in [by_policy[o.label][name_i]]
+    count = lambda v: f"{v:,.0f}" if v == int(v) else f"{v:,.1f}"  # noqa: E731 - a formatter
+    calls = [
+        svg.Bar(o.label, float(o.calls_suppressed), f"({o.reached:,} reached)") for o in outcomes
     ]
+    churns = [
+        svg.Bar(o.label, float(o.churns_prevented), f"of {o.churns_after_contact:,} churns")
+        for o in outcomes
+    ]
+    out.append("<h3>Calls it would have suppressed</h3>")
     out.append(
-        "<figure>"
-        + svg.hbar(bars, value_text=lambda v: f"{v:,.0f}", label_width=260, title="what-if")
-        + "</figure>"
+        "<figure>" + svg.hbar(calls, value_text=count, title="calls suppressed") + "</figure>"
+    )
+    out.append("<h3>Churns after contact it would have prevented</h3>")
+    out.append(
+        "<figure>" + svg.hbar(churns, value_text=count, title="churns prevented") + "</figure>"
     )
     return out
