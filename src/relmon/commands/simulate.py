@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
+from relmon.commands._args import positive_int
 from relmon.errors import ConfigError
 
 DESCRIPTION = """\
@@ -50,14 +51,14 @@ def register(sub: Any) -> None:
     what = parser.add_argument_group("population")
     what.add_argument(
         "--supporters",
-        type=_positive_int,
+        type=positive_int,
         default=1000,
         metavar="N",
         help="number of supporters (default 1000)",
     )
     what.add_argument(
         "--days",
-        type=_positive_int,
+        type=positive_int,
         default=365,
         metavar="D",
         help="simulated days from --start (default 365)",
@@ -89,7 +90,7 @@ def register(sub: Any) -> None:
         help="print the parameters with their sources as TOML and exit",
     )
     what.add_argument(
-        "--limit", type=_positive_int, default=None, metavar="N", help="stop after N events"
+        "--limit", type=positive_int, default=None, metavar="N", help="stop after N events"
     )
     out = parser.add_argument_group("output")
     out.add_argument(
@@ -128,16 +129,6 @@ def register(sub: Any) -> None:
         "--prefix", default=None, help="topic name prefix (default: RELMON_TOPIC_PREFIX)"
     )
     parser.set_defaults(handler=_run)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _rate(text: str) -> float:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
+from relmon.commands._args import positive_int
 from relmon.settings import Settings
 from relmon.topics import contract_topics
 
@@ -30,13 +31,13 @@ def register(sub: Any) -> None:
     )
     create.add_argument(
         "--partitions",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="partitions per topic (default: RELMON_PARTITIONS or 8)",
     )
     create.add_argument(
         "--replication-factor",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="replicas per partition (default: RELMON_REPLICATION_FACTOR or 1)",
     )
@@ -51,16 +52,6 @@ def register(sub: Any) -> None:
         help="Kafka bootstrap servers (default: RELMON_KAFKA_BOOTSTRAP)",
     )
     create.set_defaults(handler=_create)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _create(args: argparse.Namespace) -> int:

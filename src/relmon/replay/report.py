@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 from relmon.domain import Alert, Policy, SuppressionRecord
 from relmon.domain.events import (
@@ -45,23 +45,12 @@ from relmon.domain.events import (
     DonationChange,
     EmailEngagement,
 )
-from relmon.domain.outputs import iso
+from relmon.domain.outputs import ReasonCode, iso
 from relmon.domain.rules import add_months, utc
 from relmon.replay import svg
 
 DAY = 86_400
-REASON_ORDER = (
-    "OPTED_OUT",
-    "OBJECTION",
-    "DO_NOT_CALL_REQUEST",
-    "COMPLAINT",
-    "DECIDING_IN_OWN_TIME",
-    "RECENT_UPGRADE",
-    "CONTACT_CAP",
-    "MIN_GAP",
-    "FATIGUE",
-    "IRRITATION_RISK",
-)
+REASON_ORDER: tuple[str, ...] = get_args(ReasonCode)  # the contract's order
 _CHURN_ACTIONS = frozenset({"cancelled", "paused", "reversed"})
 _ACTIVE_ACTIONS = frozenset({"started", "upgraded", "downgraded", "resumed", "payment_failed"})
 Event = CallOutcome | ConsentChange | EmailEngagement | DonationChange
