@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import hashlib
 
-from relmon.domain.decide import Decision, detail, evaluate
+from relmon.domain.decide import Decision, ReasonTuple, evaluate
 from relmon.domain.facts import (
     ALERTED,
     ATTEMPTS,
+    CHANNELS,
     DAY,
     DONATION_ACTIONS,
     FREQUENCIES,
@@ -76,6 +77,32 @@ def reasons_of(st: SupporterState, r: Rules, d: Decision) -> list[Reason]:
             )
         out.append(made)
     return out
+
+
+def detail(st: SupporterState, r: Rules, reason: ReasonTuple) -> str:
+    """The human-readable detail of a reason."""
+    code, _until, ref = reason
+    if code in ("OPTED_OUT", "OBJECTION"):
+        channel = next((CHANNELS[f[2]] for f in st.consents if f[1] == ref), "?")
+        action = "opt_out" if code == "OPTED_OUT" else "objection"
+        return f"{action} on {channel} (event {ref})"
+    if code == "CONTACT_CAP":
+        days = r.cap_window // 86_400
+        return f"{r.cap_calls} or more outbound calls in {days} days (until event {ref} leaves)"
+    if code == "FATIGUE":
+        return r.fatigue_detail
+    if code == "IRRITATION_RISK":
+        return r.irritation_detail_loyal if ref else r.irritation_detail
+    return f"{_DETAILS[code]} (event {ref})"
+
+
+_DETAILS = {
+    "DO_NOT_CALL_REQUEST": "asked not to be called",
+    "COMPLAINT": "complaint on a call",
+    "DECIDING_IN_OWN_TIME": "asked for time to decide (info_requested)",
+    "RECENT_UPGRADE": "converted on a call",
+    "MIN_GAP": "reached on a marketing call",
+}
 
 
 def judge_calls(st: SupporterState, r: Rules, after: int) -> list[Alert]:

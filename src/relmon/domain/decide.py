@@ -30,7 +30,6 @@ from relmon.domain.facts import (
     ACTIVE_ACTIONS,
     ALL,
     ATTEMPTS,
-    CHANNELS,
     DO_NOT_CALL,
     MARKETING,
     MONTHLY,
@@ -202,32 +201,6 @@ def _decide(
     return Decision(
         False, (), None, -math.expm1(-s_fatigue), -math.expm1(-s_irritation), loyal, wake
     )
-
-
-def detail(st: SupporterState, r: Rules, reason: ReasonTuple) -> str:
-    """The human-readable detail of a reason."""
-    code, _until, ref = reason
-    if code in ("OPTED_OUT", "OBJECTION"):
-        channel = next((CHANNELS[f[2]] for f in st.consents if f[1] == ref), "?")
-        action = "opt_out" if code == "OPTED_OUT" else "objection"
-        return f"{action} on {channel} (event {ref})"
-    if code == "CONTACT_CAP":
-        days = r.cap_window // 86_400
-        return f"{r.cap_calls} or more outbound calls in {days} days (until event {ref} leaves)"
-    if code == "FATIGUE":
-        return r.fatigue_detail
-    if code == "IRRITATION_RISK":
-        return r.irritation_detail_loyal if ref else r.irritation_detail
-    return f"{_DETAILS[code]} (event {ref})"
-
-
-_DETAILS = {
-    "DO_NOT_CALL_REQUEST": "asked not to be called",
-    "COMPLAINT": "complaint on a call",
-    "DECIDING_IN_OWN_TIME": "asked for time to decide (info_requested)",
-    "RECENT_UPGRADE": "converted on a call",
-    "MIN_GAP": "reached on a marketing call",
-}
 
 
 def _before(t: int, as_of: int, strict: bool) -> bool:

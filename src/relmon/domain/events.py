@@ -145,6 +145,9 @@ INPUT_EVENT_TYPES: tuple[type[BaseModel], ...] = (
 _ADAPTER: TypeAdapter[CallOutcome | ConsentChange | EmailEngagement | DonationChange] = TypeAdapter(
     InputEvent
 )
+# The core validator itself: ``TypeAdapter.validate_json`` only forwards its default
+# arguments to it, so calling it directly validates exactly the same way, one call cheaper.
+_VALIDATE_JSON = _ADAPTER.validator.validate_json
 _TS_EXAMPLE = "2026-03-01T18:05:00+01:00"
 
 
@@ -156,7 +159,7 @@ def parse_event(
     Raises :class:`InvalidEvent` whose message starts with the offending field.
     """
     try:
-        event = _ADAPTER.validate_json(data)
+        event: CallOutcome | ConsentChange | EmailEngagement | DonationChange = _VALIDATE_JSON(data)
     except ValidationError as exc:
         raise _invalid(exc, data) from None
     if key is not None and key != event.supporter_id:
