@@ -143,3 +143,16 @@ def test_old_facts_are_forgotten_and_refused() -> None:
     assert result.state.calls == []
     late = result.engine.apply(result.state, call(at=at(1), outcome="no_answer"))
     assert late.state.calls == []
+
+
+def test_outcome_codes_cover_the_model_and_keep_their_serialized_order() -> None:
+    """Every call outcome the event model accepts has a code in the state format, and the
+    codes keep the order states were serialized with (reordering would corrupt stored state)."""
+    from typing import get_args
+
+    from relmon.domain import facts
+    from relmon.domain.events import CallOutcomeValue
+
+    assert set(facts.OUTCOMES) == set(get_args(CallOutcomeValue))
+    assert facts.OUTCOMES[:4] == ("no_answer", "busy", "voicemail", "wrong_number")
+    assert facts.OUTCOMES.index("cancelled_donation") == len(facts.OUTCOMES) - 1

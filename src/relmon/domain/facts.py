@@ -40,6 +40,9 @@ MARKETING: Final = frozenset(
     PURPOSE[p] for p in ("upgrade", "reactivation", "acquisition", "survey", "other")
 )
 
+# Spelled out rather than taken from the event model's Literal: a fact stores an outcome by
+# its index here, so this order is part of the serialized state and must never change
+# (tests/unit/test_state.py round-trips every outcome).
 OUTCOMES: Final = (
     "no_answer",
     "busy",
