@@ -79,8 +79,15 @@ test-integration: $(STAMP) $(KAFKA_STAMP) ## integration tests against a real br
 test: lint $(KAFKA_STAMP) ## lint plus every test tier (the session starts its own broker unless RELMON_KAFKA_BOOTSTRAP is set)
 	$(BIN)/pytest
 
-bench: $(STAMP) $(KAFKA_STAMP) ## benchmarks (replay vs json.loads; worker vs bare consumer); see BENCHMARKS.md
+BENCH_SIM := build/bench-simulated-1m.jsonl
+
+$(BENCH_SIM): | $(STAMP)
+	@mkdir -p build
+	$(BIN)/relmon simulate --supporters 23000 --days 365 --seed 7 --out $@
+
+bench: $(STAMP) $(KAFKA_STAMP) $(BENCH_SIM) ## benchmarks (replay vs json.loads; worker vs bare consumer); see BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_replay.py
+	$(BIN)/python benchmarks/bench_replay.py --input $(BENCH_SIM)
 	$(BIN)/python benchmarks/bench_worker.py
 
 clean: broker-stop ## remove the venv, broker data, jars and caches

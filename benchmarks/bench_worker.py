@@ -42,13 +42,16 @@ from relmon.streaming.admin import create_topics
 from relmon.topics import INPUT_TOPICS, SUPPRESSIONS, TOPIC_OF_TYPE, contract_topics
 
 PARTITIONS = 4
-BASE = datetime(2026, 1, 1, tzinfo=UTC)
+# Events 0.1 s apart ending about now, as a live backlog would: with event times far in the
+# past every suppression would already be due, and the worker's expiry timer would spend the
+# run lifting them.
+STEP_S = 0.1
 OUTCOMES = ["no_answer", "busy", "voicemail", "declined", "converted", "info_requested", "hung_up"]
 
 
-def event(i: int, supporters: int, rng: random.Random) -> dict[str, Any]:
+def event(i: int, supporters: int, rng: random.Random, base: datetime) -> dict[str, Any]:
     sid = f"S-{rng.randrange(supporters):07d}"
-    at = (BASE + timedelta(seconds=i * 3)).isoformat()
+    at = (base + timedelta(seconds=i * STEP_S)).isoformat()
     kind = rng.random()
     common = {"event_id": f"b-{i}", "supporter_id": sid, "occurred_at": at}
     if kind < 0.45:
@@ -104,10 +107,11 @@ async def load(bootstrap: str, prefix: str, n: int, supporters: int) -> None:
     )
     await producer.start()
     rng = random.Random(42)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=n * STEP_S)
     try:
         pending = []
         for i in tqdm(range(n), desc="loading events", unit="ev", mininterval=1):
-            ev = event(i, supporters, rng)
+            ev = event(i, supporters, rng, base)
             pending.append(
                 await producer.send(
                     f"{prefix}{TOPIC_OF_TYPE[ev['type']]}",

@@ -110,7 +110,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         broker_heartbeat_interval=max(1.0, settings.broker_session_timeout_s / 10),
         broker_commit_interval=1.0,
         table_standby_replicas=0,
-        producer_linger_ms=1,
+        producer_linger_ms=10,
         key_serializer="raw",
         value_serializer="raw",
         logging_config=None,
