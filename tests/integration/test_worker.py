@@ -183,6 +183,18 @@ async def test_bad_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_goi
     assert all(letter["source"] == cluster.topic(CALLS) for letter in letters)
     assert "outcome" in letters[1]["error"]
     assert "supporter_id" in letters[2]["error"]
+    logged = [
+        json.loads(line)
+        for line in worker.log_tail(2000).splitlines()
+        if line.startswith("{") and '"dead letter"' in line
+    ]
+    # JSON log lines that carry the message's coordinates
+    assert {(e["topic"], e["error_kind"]) for e in logged} == {
+        (cluster.topic(CALLS), "json"),
+        (cluster.topic(CALLS), "validation"),
+        (cluster.topic(CALLS), "key_mismatch"),
+    }
+    assert all(isinstance(e["partition"], int) and isinstance(e["offset"], int) for e in logged)
     records = await cluster.read(SUPPRESSIONS, at_least=1)
     assert [r["supporter_id"] for r in records] == ["S-good"]
     assert records[0]["reasons"][0]["code"] == "OPTED_OUT"

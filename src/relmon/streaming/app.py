@@ -31,6 +31,7 @@ from importlib.metadata import version
 from typing import Any, cast
 
 import faust
+import structlog
 from prometheus_client import CollectorRegistry
 
 from relmon.domain import Engine, Policy
@@ -154,6 +155,10 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     def handle(event: Any) -> list[Emit]:
         """One message: an input event, or a tick that makes due expiries lift."""
         message = event.message
+        # Every log line written while handling this message carries where it came from.
+        structlog.contextvars.bind_contextvars(
+            topic=message.topic, partition=message.partition, offset=message.offset
+        )
         if message.topic == ticks_name:
             if not processor.expiry.built:
                 count = processor.rebuild_expiry(store.items())
@@ -166,13 +171,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         )
         record_metrics(metrics, result)
         if result.error_kind is not None:
-            log.warning(
-                "dead letter",
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                error_kind=result.error_kind,
-            )
+            log.warning("dead letter", error_kind=result.error_kind)
         metrics.observe_latency(time.perf_counter() - started)
         return result.emits
 
@@ -192,6 +191,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
                 emits += handle(event)
             if any(e.output == "alerts" for e in emits):
                 await app.producer.flush()  # the state changelog lands before the alert
+            structlog.contextvars.clear_contextvars()
             await send(emits)
             yield None
 
