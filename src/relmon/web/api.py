@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from relmon.streaming.app import Worker
 
 MAX_BATCH = 100_000
+CHECK_CHUNK = 2_000
 MAX_ID_LENGTH = 64
 FORWARDED = "X-Relmon-Forwarded"
 OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
@@ -212,7 +213,11 @@ class Api:
                         remote[str(owner)].append(sid)
         answers = [self._forward_check(request, owner, chunk) for owner, chunk in remote.items()]
         forwarded = await asyncio.gather(*answers)
-        results.update(self._records(local, now))
+        # In chunks, yielding to the event loop in between: a 100,000-id check must not stall
+        # the worker's stream processing (or its heartbeats) for its whole duration.
+        for start in range(0, len(local), CHECK_CHUNK):
+            results.update(self._records(local[start : start + CHECK_CHUNK], now))
+            await asyncio.sleep(0)
         for part in forwarded:
             results.update(part)
         body = (
