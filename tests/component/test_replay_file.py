@@ -138,11 +138,13 @@ def test_a_bad_policy_file_is_a_clear_error(
 
 
 def test_the_installed_command_runs_in_a_subprocess(tmp_path: Path) -> None:
-    """`python -m relmon.cli replay` works as a separate process and prints the summary."""
+    """The installed `relmon` console script runs replay as a separate process and reports."""
+    command = Path(sys.executable).parent / "relmon"
+    assert command.is_file(), f"console script not installed next to {sys.executable}"
     source = _write(tmp_path / "events.jsonl", [to_line(e) for e in STORY])
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "relmon.cli", "replay", "--input", str(source), "--out", str(out)],
+        [str(command), "replay", "--input", str(source), "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=120,

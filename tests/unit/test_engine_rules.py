@@ -400,6 +400,22 @@ def test_records_are_emitted_only_on_a_change() -> None:
     assert result.records[0].decided_at == at(0)
     assert result.records[0].cause_event_id is not None
     assert result.records[0].policy_version == default_policy().version
+    changed = run([call(at=at(0)), consent(at=at(1)), consent(at=at(2), action="opt_in")])
+    assert [r.suppressed for r in changed.records] == [True, True, True]
+    first, with_opt_out, without = ([x.code for x in r.reasons] for r in changed.records)
+    assert (first, with_opt_out, without) == (["MIN_GAP"], ["OPTED_OUT", "MIN_GAP"], ["MIN_GAP"])
+    assert [r.cause_event_id for r in changed.records[1:]] == [
+        consent(at=at(1)).event_id,
+        consent(at=at(2), action="opt_in").event_id,
+    ]
+    lifted = run([call(at=at(0)), email(at=at(20), action="opened")])
+    assert [(r.suppressed, r.until, r.decided_at) for r in lifted.records] == [
+        (True, plus(T0, 14), T0),
+        (False, None, at(20)),
+    ]
+    assert lifted.records[1].reasons == []
+    same = run([consent(), consent(at=at(1)), email(at=at(2), action="opened")])
+    assert len(same.records) == 1  # a second opt-out changes no reason: no second record
 
 
 def test_time_passing_lifts_through_expire_or_a_later_event() -> None:
@@ -558,3 +574,82 @@ def test_a_call_after_an_opt_in_is_judged_on_what_was_known() -> None:
     assert run([opt_out, opt_in, the_call]).alerts == []
     assert [a.kind for a in run([the_call, opt_out, opt_in]).alerts] == ["call_while_suppressed"]
     assert run([the_call, opt_in, opt_out]).alerts == []
+
+
+def _email_consent_changes(n: int, start: float = 1) -> list[Any]:
+    """``n`` consent changes on e-mail, alternating opt_out and opt_in, a day apart."""
+    actions = ("opt_out", "opt_in")
+    return [consent(at=at(start + i), channel="email", action=actions[i % 2]) for i in range(n)]
+
+
+@pytest.mark.parametrize("order", ["in-order", "reversed"])
+def test_a_phone_opt_out_survives_many_later_consent_changes_on_other_channels(
+    order: str,
+) -> None:
+    """A phone opt_out stays in force after 16 or more e-mail consent changes (the cap)."""
+    events = [consent(at=at(0)), *_email_consent_changes(20)]
+    result = run(events if order == "in-order" else events[::-1])
+    codes = [x.code for x in result.decision(at(30)).reasons]
+    assert "OPTED_OUT" in codes
+    assert len(result.state.consents) == 16
+
+
+@pytest.mark.parametrize("order", ["in-order", "reversed"])
+def test_the_opt_in_ending_a_do_not_call_survives_many_later_consent_changes(order: str) -> None:
+    """The phone opt_in after a do_not_call is kept past the cap, so the request stays ended."""
+    events = [
+        inbound(at=at(0), outcome="do_not_call"),
+        consent(at=at(1), action="opt_in"),
+        *_email_consent_changes(20, start=2),
+    ]
+    result = run(events if order == "in-order" else events[::-1])
+    codes = [x.code for x in result.decision(at(40)).reasons]
+    assert "DO_NOT_CALL_REQUEST" not in codes
+    assert "OPTED_OUT" not in codes
+
+
+def test_superseded_consent_changes_go_first_and_the_oldest_only_after() -> None:
+    """Over the cap, a channel's older changes go before any channel's latest one."""
+    events = [consent(at=at(0)), *_email_consent_changes(20)]
+    kept = run(events).state.consents
+    phone = consent(at=at(0)).event_id
+    assert phone in {f[1] for f in kept}
+    # the newest 15 e-mail changes remain, the superseded older ones went
+    assert [f[1] for f in kept if f[1] != phone] == [e.event_id for e in events[-15:]]
+
+
+def test_a_mandate_status_survives_many_status_changes_of_another_mandate() -> None:
+    """A loyal mandate's only status is kept when another mandate has 16 or more changes."""
+    loyal = loyal_mandate(day=0)
+    other = [
+        donation(at=at(1 + i), action=("payment_failed", "resumed")[i % 2], mandate_id="m-2")
+        for i in range(20)
+    ]
+    result = run([loyal, *other])
+    assert result.decision(at(30)).loyal
+    assert loyal.event_id in {f[1] for f in result.state.mandates}
+    assert len(result.state.mandates) == 16
+    ended = run([loyal, donation(at=at(1), action="cancelled", started=plus(at(0), -800)), *other])
+    assert not ended.decision(at(30)).loyal  # and its latest status wins over its first
+
+
+def test_one_lost_mandate_raises_one_churn_alert() -> None:
+    """Paused, cancelled and reversed on one mandate within 30 days raise a single alert."""
+    started = plus(at(3), -800)
+    contact = call(at=at(0))
+    run_of_churns = [
+        donation(at=at(3), action="paused", started=started),
+        donation(at=at(5), action="cancelled", started=started),
+        donation(at=at(8), action="reversed", started=started),
+    ]
+    for events in ([contact, *run_of_churns], [*run_of_churns, contact]):
+        alerts = [a for a in run(events).alerts if a.kind == "churn_after_contact"]
+        assert [a.donation.action for a in alerts] == ["paused"]
+        assert alerts[0].cause_event_id == run_of_churns[0].event_id
+    # another mandate's churn, or the same mandate's after the window, is a new loss
+    other = donation(at=at(4), action="cancelled", started=started, mandate_id="m-2")
+    again = donation(at=at(40), action="cancelled", started=started)
+    recontact = call(at=at(38))
+    alerts = run([contact, *run_of_churns, other, recontact, again]).alerts
+    churned = [a.cause_event_id for a in alerts if a.kind == "churn_after_contact"]
+    assert churned == [run_of_churns[0].event_id, other.event_id, again.event_id]

@@ -111,6 +111,91 @@ def test_timestamps_without_offset_are_rejected(base: str, field: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("base", "field", "value"),
+    [
+        ("call_outcome", "occurred_at", "9999-12-31T23:00:00Z"),
+        ("call_outcome", "occurred_at", "9999-12-31T23:00:00-02:00"),
+        ("call_outcome", "occurred_at", "0001-01-01T00:30:00+01:00"),
+        ("consent_change", "occurred_at", "1969-12-31T23:59:59Z"),
+        ("email_engagement", "occurred_at", "2200-01-01T00:00:00Z"),
+        ("donation_change", "occurred_at", "2200-01-01T00:30:00-01:00"),
+        ("donation_change", "mandate_started_at", "9999-06-01T00:00:00Z"),
+        ("donation_change", "mandate_started_at", "1900-01-01T00:00:00Z"),
+    ],
+)
+def test_timestamps_out_of_range_are_rejected(base: str, field: str, value: str) -> None:
+    """A timestamp outside [1970-01-01, 2200-01-01) UTC fails naming the field and the range."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(_with(VALID[base], **{field: value}))
+    assert str(caught.value).startswith(f"{field}: must be between 1970-01-01 and 2200-01-01")
+    assert caught.value.field == field
+    assert caught.value.kind == "validation"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1970-01-01T00:00:00Z",
+        "1970-01-01T01:00:00+01:00",
+        "2199-12-31T23:59:59.999999Z",
+        "2026-03-01t18:05:00z",
+        "2026-03-01 18:05:00+01:00",
+        "2026-03-01T18:05:00.5-05:30",
+    ],
+)
+def test_timestamps_at_the_range_ends_and_in_rfc3339_variants_are_accepted(value: str) -> None:
+    """The range's first instant, its last, and RFC 3339's 't', 'z' and space forms parse."""
+    for base, field in (("call_outcome", "occurred_at"), ("donation_change", "mandate_started_at")):
+        parse_event(_with(VALID[base], **{field: value}))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1700000000",
+        "1700000000.5",
+        1700000000,
+        1700000000.5,
+        "2026-03-01",
+        "2026-03-01T18:05Z",
+        "2026-03-01T18:05:00+0100",
+        "2026-03-01T18:05:00+01",
+        "20260301T180500Z",
+        "2026-03-01T18:05:00Z ",
+        "2026-03-01_18:05:00Z",
+        True,
+        None,
+    ],
+)
+@pytest.mark.parametrize(
+    ("base", "field"),
+    [
+        ("call_outcome", "occurred_at"),
+        ("donation_change", "mandate_started_at"),
+    ],
+)
+def test_timestamps_not_in_rfc3339_form_are_rejected(base: str, field: str, value: object) -> None:
+    """Unix time (number or digits) and other non-RFC 3339 forms fail naming the field."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(_with(VALID[base], **{field: value}))
+    assert str(caught.value).startswith(f"{field}: not an RFC 3339 timestamp")
+    assert caught.value.field == field
+    assert caught.value.kind == "validation"
+
+
+def test_out_of_range_timestamps_are_rejected_when_built_in_python() -> None:
+    """The range holds for models built in Python from datetime objects too."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="less than 2200-01-01"):
+        donation(started=datetime(9999, 1, 1, tzinfo=UTC))
+    with pytest.raises(ValidationError, match="greater than or equal to 1970-01-01"):
+        call(at=datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))))
+
+
+@pytest.mark.parametrize(
     ("base", "field"),
     [
         ("call_outcome", "partner_id"),

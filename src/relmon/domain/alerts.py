@@ -14,7 +14,14 @@ Modelling choices:
   calls are, so a call that arrives after the churn still raises the alert; each churn
   alerts once. If several qualifying calls exist and the later one arrives after the
   alert, the alert keeps the call known then: the *set* of alert ids does not depend on
-  arrival order, the ``contact`` can.
+  arrival order (but see the next point), the ``contact`` can.
+* One lost mandate, one alert: a churn counts only if no other remembered churn of the same
+  mandate lies within ``window_days`` before it (in ``(t, event_id)`` order), so
+  ``paused`` → ``cancelled`` → ``reversed`` alerts once, for the ``paused``. This is judged
+  on the set of churns known when the alert would be raised, and alerts are never
+  retracted: an earlier churn that arrives late cannot withdraw an alert already raised
+  for a later churn of its run. In time order, or with the whole run known before its
+  contact, a run raises at most one alert.
 * ``monthly_amount_lost_cents``: ``amount_cents_before`` for cancelled, paused and reversed;
   ``before - after`` for a downgrade; quarterly amounts are divided by 3 and yearly by 12
   (rounded to whole cents). ``tenure_months``: whole calendar months from
@@ -146,8 +153,9 @@ def link_churns(st: SupporterState, r: Rules) -> list[Alert]:
     """Alerts for remembered churns not yet alerted that now have a qualifying contact."""
     alerts: list[Alert] = []
     churns = st.churns
+    window = r.churn_window
     for i, churn in enumerate(churns):
-        if churn[9]:
+        if churn[9] or _continues_a_run(churns, i, window):
             continue
         contact = _last_reached_call(st.calls, churn[0] - r.churn_window, churn[0])
         if contact is None:
@@ -157,6 +165,21 @@ def link_churns(st: SupporterState, r: Rules) -> list[Alert]:
         churns[i] = (*churn[:9], 1)
         alerts.append(_churn_alert(st, r, churn, contact))
     return alerts
+
+
+def _continues_a_run(churns: list[Fact], i: int, window: int) -> bool:
+    """Whether an earlier churn of the same mandate lies within ``window`` before churn ``i``.
+
+    ``churns`` is sorted by ``(t, event_id)``, so "earlier" is that order (ties included).
+    """
+    t, _eid, mandate_id = churns[i][:3]
+    for j in range(i - 1, -1, -1):
+        other = churns[j]
+        if other[0] < t - window:
+            return False
+        if other[2] == mandate_id:
+            return True
+    return False
 
 
 def _last_reached_call(calls: list[Fact], lo: int, hi: int) -> Fact | None:

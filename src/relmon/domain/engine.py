@@ -24,7 +24,9 @@ Order of arrival. Facts are kept as sets ordered by ``(t, event_id)`` and everyt
 computed from them, so for events arriving late by less than the retention grace:
 
 * the decision and the scores at any time are the same whatever the arrival order (bit for
-  bit), and so is the set of ``churn_after_contact`` alert ids;
+  bit), and so is the set of ``churn_after_contact`` alert ids, except that a churn arriving
+  after a later churn of the same mandate (within the churn window) was already alerted
+  cannot withdraw that alert (see :mod:`relmon.domain.alerts`);
 * the set of ``call_while_suppressed`` alert ids is the same for streams without facts that
   *lower* suppression (``opt_in``, a mandate ending, pausing or downgrading): a call judged
   before such a fact arrived keeps its alert (alerts are never retracted), and a call judged

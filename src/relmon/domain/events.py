@@ -6,8 +6,15 @@ Modelling choices:
   ``type``. Validation is strict (no coercion: ``"3"`` is not an integer, ``3.0`` is not
   an integer), fields relmon does not know are ignored (the contract lets producers send
   more), enum values are ``Literal`` types, so an unknown value is an error naming the field.
-* Timestamps must carry a UTC offset (``AwareDatetime``); a naive one is rejected with a
-  message that shows the expected form.
+* Timestamps (``occurred_at``, ``mandate_started_at``) must be JSON strings in RFC 3339 form:
+  ``YYYY-MM-DD``, ``T`` (or ``t`` or a space, which RFC 3339 allows), ``hh:mm:ss``, an
+  optional fraction, and ``Z`` (or ``z``) or ``+hh:mm``/``-hh:mm``. A number or a string of
+  digits (Unix time, which pydantic would otherwise accept) is rejected, and so is any other
+  form pydantic reads (``hh:mm`` without seconds, ``+hhmm``). A timestamp without an offset
+  is rejected with a message that shows the expected form. The instant must lie in
+  [1970-01-01, 2200-01-01) UTC, so the engine's epoch-second arithmetic (months added for the
+  loyalty tenure, windows, expiry times) never leaves the years ``datetime`` can hold.
+  Models built in Python may also be given aware ``datetime`` objects (the same range).
 * Identifier strings are 1–256 characters (``event_id`` 1–128 and ``supporter_id`` 1–64, as
   the contract says): the bound keeps one supporter's state bounded.
 * ``schema_version`` is ``1``, the only form this relmon reads; anything else is an error,
@@ -19,9 +26,20 @@ Modelling choices:
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema as cs
 
 from relmon.errors import InvalidEvent
 
@@ -29,6 +47,52 @@ EventId = Annotated[str, Field(min_length=1, max_length=128)]
 SupporterId = Annotated[str, Field(min_length=1, max_length=64)]
 Ident = Annotated[str, Field(min_length=1, max_length=256)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+
+# RFC 3339 date-time (as published in the JSON Schemas). Validation uses it with the offset
+# optional, so that a timestamp without one reaches the datetime check, whose message shows
+# the expected form.
+RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$"
+_FORM_PATTERN = RFC3339_PATTERN[:-1] + "?$"
+TIMESTAMP_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+TIMESTAMP_MAX = datetime(2200, 1, 1, tzinfo=UTC)  # excluded
+TIMESTAMP_FIELDS = frozenset({"occurred_at", "mandate_started_at"})
+_RANGE_TEXT = "must be between 1970-01-01 and 2200-01-01"
+
+
+class _Rfc3339:
+    """Marks a datetime field as an RFC 3339 timestamp in [1970-01-01, 2200-01-01) UTC.
+
+    All of it runs in pydantic-core (no Python call per field): from JSON, a strict string
+    matching :data:`RFC3339_PATTERN` (the offset checked next), then an aware datetime with
+    ``ge``/``lt`` bounds (compared as instants, whatever the offset); from Python, an aware
+    ``datetime`` with the same bounds.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> cs.CoreSchema:
+        bounded = {"tz_constraint": "aware", "ge": TIMESTAMP_MIN, "lt": TIMESTAMP_MAX}
+        return cs.json_or_python_schema(
+            json_schema=cs.chain_schema(
+                [
+                    cs.str_schema(pattern=_FORM_PATTERN, strict=True),
+                    # lax: the chain hands the string on as a Python value
+                    cs.datetime_schema(strict=False, **bounded),  # type: ignore[arg-type]
+                ]
+            ),
+            python_schema=cs.datetime_schema(strict=True, **bounded),  # type: ignore[arg-type]
+            serialization=cs.simple_ser_schema("datetime"),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: cs.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN}
+
+
+Timestamp = Annotated[datetime, _Rfc3339]
 
 Direction = Literal["outbound", "inbound"]
 CampaignPurpose = Literal[
@@ -77,7 +141,7 @@ class _Event(BaseModel):
 
     event_id: EventId
     supporter_id: SupporterId
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     schema_version: Literal[1] = 1
 
 
@@ -126,7 +190,7 @@ class DonationChange(_Event):
     amount_cents_before: NonNegativeInt
     amount_cents_after: NonNegativeInt
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    mandate_started_at: AwareDatetime
+    mandate_started_at: Timestamp
     channel: DonationChannel
     reason: Ident | None = None
 
@@ -207,6 +271,14 @@ def _describe(err: Any) -> tuple[str, str]:
         return field, "missing field"
     if kind == "timezone_aware":
         return field, f"timestamp must have a UTC offset, e.g. {_TS_EXAMPLE}"
+    if loc and loc[-1] in TIMESTAMP_FIELDS:
+        if kind in ("greater_than_equal", "less_than"):
+            value = err["input"]
+            shown = value.isoformat() if isinstance(value, datetime) else _short(value)
+            return field, f"{_RANGE_TEXT} (UTC), got {shown}"
+        if kind in ("string_type", "string_pattern_mismatch"):
+            got = _short(err["input"])
+            return field, f"not an RFC 3339 timestamp, e.g. {_TS_EXAMPLE} (got {got})"
     if kind in ("datetime_type", "datetime_parsing", "datetime_from_date_parsing"):
         return field, f"not an RFC 3339 timestamp, e.g. {_TS_EXAMPLE}"
     if kind == "literal_error":

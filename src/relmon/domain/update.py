@@ -13,12 +13,16 @@ Modelling choices (weights in the policy's ``[irritation]`` section):
   negative ``sentiment`` add irritation; so does a reached outbound call at dinner time, and
   an outbound marketing call within the ``info_requested`` window after such a request
   (``chased_decision``), whichever of the two arrives first.
-* ``opt_out``/``objection`` on ``email``, ``post`` or ``sms`` add irritation; every consent
-  change is kept (the last 16).
+* ``opt_out``/``objection`` on ``email``, ``post`` or ``sms`` add irritation; consent
+  changes are kept without age limit, up to 16: over that, a change superseded by a later
+  one on the same channel goes first, so the latest change of each channel (an opt-out on
+  ``phone``, the ``opt_in`` that ended a ``do_not_call``) is never dropped for others.
 * E-mail ``sent`` adds fatigue; ``unsubscribed`` and ``spam_complaint`` add irritation.
 * A donation change (not ``one_off``) is kept as the mandate's status with the time its
-  tenure reaches the loyalty threshold; a downgrade adds irritation; a churn of a donor who
-  was loyal by the event itself is kept for the churn-after-contact alert.
+  tenure reaches the loyalty threshold (up to 16 statuses: superseded ones of a mandate go
+  first, so each mandate keeps its latest status unless there are more than 16 mandates);
+  a downgrade adds irritation; a churn of a donor who was loyal by the event itself is kept
+  for the churn-after-contact alert.
 """
 
 from __future__ import annotations
@@ -63,9 +67,14 @@ _OUTCOME_LABELS = {
 
 
 def insert(
-    facts: list[Fact], fact: Fact, keep_from: int, cap: int, width: int = 2
+    facts: list[Fact], fact: Fact, keep_from: int, cap: int, width: int = 2, group: int = -1
 ) -> list[Fact] | None:
-    """A new sorted list with ``fact`` added, or None if it is already there or too old."""
+    """A new sorted list with ``fact`` added, or None if it is already there or too old.
+
+    Over ``cap`` the oldest facts go, or with ``group`` (the index of a key such as the
+    consent channel or the mandate id) see :func:`trim`. None also when ``fact`` itself
+    is the one that would go.
+    """
     if fact[0] < keep_from:
         return None
     key = fact[:width]
@@ -78,10 +87,44 @@ def insert(
         new = facts.copy()
         new.insert(i, fact)
     if len(new) > cap:
-        if new[0] is fact:
-            return None
-        del new[: len(new) - cap]
+        if group >= 0:
+            new = trim(new, cap, group)
+            if not any(f is fact for f in new):
+                return None
+        else:
+            if new[0] is fact:
+                return None
+            del new[: len(new) - cap]
     return new
+
+
+def trim(facts: list[Fact], cap: int, group: int) -> list[Fact]:
+    """The ``cap`` facts to keep of a sorted list longer than that, in the same order.
+
+    Superseded facts go first (a fact of a group, e.g. a channel or a mandate, that has a
+    later one in the list), oldest first; the latest fact of a group goes only when the
+    groups alone exceed ``cap``, again oldest first. The list is sorted by ``(t, event_id)``,
+    so the choice depends on the set of facts only, not on the order they arrived in.
+    """
+    excess = len(facts) - cap
+    latest = {f[group]: i for i, f in enumerate(facts)}
+    is_latest = [False] * len(facts)
+    for i in latest.values():
+        is_latest[i] = True
+    drop = [False] * len(facts)
+    for i in range(len(facts)):
+        if excess == 0:
+            break
+        if not is_latest[i]:
+            drop[i] = True
+            excess -= 1
+    for i in range(len(facts)):
+        if excess == 0:
+            break
+        if not drop[i]:
+            drop[i] = True
+            excess -= 1
+    return [f for f, gone in zip(facts, drop, strict=True) if not gone]
 
 
 class _Change:
@@ -203,7 +246,7 @@ def consent_facts(st: SupporterState, ev: ConsentChange, t: int, r: Rules) -> Su
     """Facts of a consent change."""
     ch = _Change(st, max(st.clock, t), r)
     channel, action = CHANNEL[ev.channel], CONSENT_ACTION[ev.action]
-    new = insert(st.consents, (t, ev.event_id, channel, action), _FOREVER, r.max_consents)
+    new = insert(st.consents, (t, ev.event_id, channel, action), _FOREVER, r.max_consents, group=2)
     if new is None:
         return None
     ch.new.consents = new
@@ -246,7 +289,7 @@ def donation_facts(
     started = int(ev.mandate_started_at.timestamp())
     loyal_from = add_months(started, r.tenure_months)
     status = (t, eid, ev.mandate_id, action, frequency, ev.amount_cents_after, loyal_from)
-    new = insert(st.mandates, status, _FOREVER, r.max_mandates)
+    new = insert(st.mandates, status, _FOREVER, r.max_mandates, group=2)
     if new is None:
         return None
     ch.new.mandates = new
