@@ -138,3 +138,47 @@ def test_never_seen_template_equals_the_engines_record() -> None:
 
     for sid in ("S-1", 'quote"and\\slash', "ü-ñ", "x" * 64):
         assert template.record(sid) == encode_record(engine.decision(None, sid, T0))
+
+
+def test_event_far_in_the_future_is_a_dead_letter(processor: Processor) -> None:
+    """An event dated more than a day ahead of the worker's clock is refused with a reason,
+    so it cannot make the supporter's real events look too old to count."""
+    ahead = call("e-future", T0 + timedelta(days=400))
+    result = processor.handle("relmon.calls", 0, 5, b"S-1", json.dumps(ahead).encode(), now=T0)
+    assert result.error_kind == "validation"
+    assert "ahead of the worker's clock" in json.loads(result.emits[0].value)["error"]
+    assert not processor.store  # type: ignore[truthy-bool]
+    ok = processor.handle("relmon.calls", 0, 6, b"S-1", json.dumps(call("e2", T0)).encode(), now=T0)
+    assert ok.error_kind is None
+
+
+def test_an_engine_failure_becomes_a_dead_letter(processor: Processor) -> None:
+    """If the engine raises on an event, that event is dead-lettered with the reason instead
+    of stopping the worker, and the next event is processed."""
+
+    class Exploding:
+        policy = processor.engine.policy
+
+        def apply(self, state: object, event: object) -> object:
+            raise ValueError("year 10000 is out of range")
+
+    broken = Processor(Exploding(), DictStore(), partitions=4)  # type: ignore[arg-type]
+    result = broken.handle("relmon.calls", 1, 9, b"S-1", json.dumps(call("e1", T0)).encode())
+    assert result.error_kind == "processing"
+    assert "year 10000 is out of range" in json.loads(result.emits[0].value)["error"]
+
+
+def test_expiry_after_downtime_decides_each_lift_at_its_until(processor: Processor) -> None:
+    """A tick long after a suppression ended emits the lift dated at the reason's until, not at
+    the tick's wall-clock time."""
+    handle(processor, json.dumps(call("e1", T0)).encode())
+    state = SupporterState.from_bytes(processor.store.get("S-1") or b"")
+    due = state.next_change_at
+    assert due is not None
+    lifts = [
+        json.loads(e.value)
+        for e in processor.expire(partition_for("S-1", 4), due + timedelta(days=30))
+    ]
+    assert [(r["suppressed"], r["decided_at"]) for r in lifts] == [
+        (False, due.isoformat().replace("+00:00", "Z"))
+    ]

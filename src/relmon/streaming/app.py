@@ -167,7 +167,12 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
             return list(processor.expire(message.partition, now))
         started = time.perf_counter()
         result = processor.handle(
-            message.topic, message.partition, message.offset, event.key, event.value
+            message.topic,
+            message.partition,
+            message.offset,
+            event.key,
+            event.value,
+            now=datetime.now(UTC),
         )
         record_metrics(metrics, result)
         if result.error_kind is not None:

@@ -16,8 +16,10 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
+
+import structlog
 
 from relmon.domain import (
     DeadLetter,
@@ -31,6 +33,9 @@ from relmon.domain import (
     parse_event,
 )
 from relmon.errors import InvalidEvent
+
+MAX_EXPIRY_STEPS = 32  # successive untils handled per supporter and tick (bounded work)
+log = structlog.get_logger(__name__)
 
 
 class StateStore(Protocol):
@@ -139,15 +144,31 @@ class SuppressionCounts:
 class Processor:
     """Decode → apply the engine → persist → say what to emit. One per worker."""
 
-    def __init__(self, engine: Engine, store: StateStore, *, partitions: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: StateStore,
+        *,
+        partitions: int,
+        max_future: timedelta = timedelta(days=1),
+    ) -> None:
         self.engine = engine
         self.store = store
+        self.max_future = max_future
         self.expiry = ExpiryIndex(partitions)
         self.suppressions = SuppressionCounts()
 
     def handle(
-        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        now: datetime | None = None,
     ) -> Result:
+        """Handle one input message; ``now`` (the worker's clock) refuses future-dated events."""
         try:
             text_key = key.decode("utf-8") if key is not None else None
         except UnicodeDecodeError:
@@ -158,11 +179,27 @@ class Processor:
             event = parse_event(value if value is not None else b"", key=text_key)
         except InvalidEvent as exc:
             return self._dead(topic, partition, offset, key, value, str(exc), exc.kind)
+        if now is not None and event.occurred_at > now + self.max_future:
+            # One event dated far ahead would move the supporter's clock there and make every
+            # real event after it look too old to count: refuse it instead.
+            error = (
+                f"occurred_at: {event.occurred_at.isoformat()} is more than "
+                f"{self.max_future} ahead of the worker's clock ({now.isoformat()}); "
+                "check the producer's clock and time zone"
+            )
+            return self._dead(topic, partition, offset, key, value, error, "validation")
         raw = self.store.get(event.supporter_id)
         state = SupporterState.from_bytes(raw) if raw is not None else None
         if state is not None and event.event_id in state.event_ids():
             return Result(event=event, duplicate=True)
-        outcome = self.engine.apply(state, event)
+        try:
+            outcome = self.engine.apply(state, event)
+        except Exception as exc:
+            # The engine is pure, so an exception here is caused by this event: dead-letter
+            # it (and log the trace) rather than crash and be handed the same message forever.
+            log.exception("engine failed on an event", event_id=event.event_id)
+            error = f"the engine could not process this event: {type(exc).__name__}: {exc}"
+            return self._dead(topic, partition, offset, key, value, error, "processing")
         result = Result(event=event, outcome=outcome)
         if outcome.state is not state:
             self.store[event.supporter_id] = outcome.state.to_bytes()
@@ -172,17 +209,30 @@ class Processor:
         return result
 
     def expire(self, partition: int, now: datetime) -> Iterator[Emit]:
-        """Lifts (or records with the remaining reasons) for this partition's due supporters."""
+        """Lifts (or records with the remaining reasons) for this partition's due supporters.
+
+        Each change is decided at the moment it falls due (the reason's ``until``), not at
+        the tick that noticed it: after downtime a lift still carries its true
+        ``decided_at``, and the supporter's clock is not pushed to the wall clock.
+        """
         for sid in self.expiry.due_in(partition, now):
             raw = self.store.get(sid)
             if raw is None:
                 self.expiry.due.get(partition, {}).pop(sid, None)
                 continue
-            outcome = self.engine.expire(SupporterState.from_bytes(raw), now)
-            self.store[sid] = outcome.state.to_bytes()
-            self.expiry.note(outcome.state)
-            self.suppressions.update(sid, outcome)
-            yield from self._emits(sid, outcome)
+            state = SupporterState.from_bytes(raw)
+            for _ in range(MAX_EXPIRY_STEPS):
+                due = state.next_change_at
+                if due is None or due > now:
+                    break
+                outcome = self.engine.expire(state, due)
+                if outcome.state is state and not outcome.records:
+                    break
+                state = outcome.state
+                self.suppressions.update(sid, outcome)
+                yield from self._emits(sid, outcome)
+            self.store[sid] = state.to_bytes()
+            self.expiry.note(state)
 
     def rebuild_expiry(self, items: Iterator[tuple[str, bytes]]) -> int:
         """Rebuild the expiry index and the suppression counts from every local state (at

@@ -25,10 +25,11 @@ import hmac
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from relmon.domain import SupporterState, encode_record
@@ -43,6 +44,14 @@ MAX_ID_LENGTH = 64
 FORWARDED = "X-Relmon-Forwarded"
 OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def not_ready() -> web.Response:
+    """A supporter's state is not known here right now (recovery, rebalance): never guess
+    "not suppressed"; the dialer should retry (and not dial meanwhile)."""
+    response = error(503, "not_ready", "state is being recovered or rebalanced; retry shortly")
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 def error(status: int, code: str, detail: str) -> web.Response:
@@ -90,11 +99,8 @@ class Api:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return error(
-                exc.status,
-                exc.reason.lower().replace(" ", "_"),
-                f"{request.method} {request.path}: {exc.reason}",
-            )
+            code = HTTPStatus(exc.status).phrase.lower().replace(" ", "_")
+            return error(exc.status, code, f"{request.method} {request.path}: {exc.reason}")
 
     # --- helpers ----------------------------------------------------------------------
     def _record_bytes(self, supporter_id: str, now: datetime) -> bytes:
@@ -138,12 +144,19 @@ class Api:
         headers = {FORWARDED: "1", "Content-Type": "application/json"}
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
-        async with self._session.request(
-            request.method, f"{owner}{request.path_qs}", data=body, headers=headers
-        ) as response:
-            return web.Response(
-                status=response.status, body=await response.read(), content_type="application/json"
-            )
+        try:
+            async with self._session.request(
+                request.method, f"{owner}{request.path_qs}", data=body, headers=headers
+            ) as response:
+                return web.Response(
+                    status=response.status,
+                    body=await response.read(),
+                    content_type="application/json",
+                )
+        except (ClientError, TimeoutError) as exc:
+            raise web.HTTPBadGateway(
+                reason=f"the worker owning this supporter ({owner}) did not answer"
+            ) from exc
 
     def _supporter_id(self, request: web.Request) -> str:
         sid = request.match_info["supporter_id"]
@@ -182,10 +195,15 @@ class Api:
             sid = self._supporter_id(request)
         except ValueError as exc:
             return error(400, "bad_supporter_id", str(exc))
-        owner = self._owners().get(partition_for(sid, self.worker.settings.partitions))
-        if not self._is_local(owner) and FORWARDED not in request.headers:
-            assert owner is not None
-            return await self._forward(request, owner, None)
+        if not self.worker.ready:
+            return not_ready()
+        owners = self._owners()
+        owner = owners.get(partition_for(sid, self.worker.settings.partitions))
+        if FORWARDED not in request.headers:
+            if owner is None:
+                return not_ready()
+            if not self._is_local(owner):
+                return await self._forward(request, owner, None)
         body = answer(sid, datetime.now(UTC))
         return web.Response(body=body, content_type="application/json")
 
@@ -193,6 +211,8 @@ class Api:
         ids = await self._parse_check(request)
         if isinstance(ids, web.Response):
             return ids
+        if not self.worker.ready:
+            return not_ready()
         now = datetime.now(UTC)
         results: dict[str, bytes] = {}
         remote: dict[str, list[str]] = defaultdict(list)
@@ -201,6 +221,8 @@ class Api:
         else:
             owners = self._owners()
             partitions = self.worker.settings.partitions
+            if len(owners) < partitions:
+                return not_ready()  # some partition has no known owner: do not guess
             if all(self._is_local(owner) for owner in owners.values()):
                 local = ids  # this worker owns every partition: no need to hash the ids
             else:
