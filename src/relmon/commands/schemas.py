@@ -24,6 +24,7 @@ def register(sub: Any) -> None:
         "export",
         help="write one JSON Schema file per type",
         description="Write one JSON Schema per input event and output type into DIR.",
+        epilog="Example: relmon schemas export --dir schemas   (then commit the changes)",
     )
     export.add_argument("--dir", default="schemas", help="output directory (default: schemas)")
     export.set_defaults(handler=run_export)
@@ -31,6 +32,7 @@ def register(sub: Any) -> None:
         "check",
         help="exit 1 when the schema files differ from the models",
         description="Compare DIR with the models; list every difference and exit 1 if any.",
+        epilog="Example: relmon schemas check --dir schemas   (CI runs this through the tests)",
     )
     check.add_argument("--dir", default="schemas", help="directory to check (default: schemas)")
     check.set_defaults(handler=run_check)

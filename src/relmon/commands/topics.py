@@ -16,6 +16,7 @@ def register(sub: Any) -> None:
         "topics",
         help="create the contract's Kafka topics",
         description="Manage relmon's Kafka topics.",
+        epilog="Example: relmon topics create --partitions 12 --replication-factor 3",
     )
     verbs = parser.add_subparsers(dest="topics_verb", metavar="ACTION", required=True)
     create = verbs.add_parser(
