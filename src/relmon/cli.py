@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # aiokafka logs its own connection errors; the verbs turn them into one clear message.
+    # (`relmon worker` sets up full logging and raises this again to WARNING.)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         result: int = args.handler(args)
     except RelmonError as exc:

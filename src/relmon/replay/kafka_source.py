@@ -38,6 +38,7 @@ from relmon.replay.file_replay import (
     no_valid_events,
 )
 from relmon.settings import Settings
+from relmon.streaming.admin import CONNECT_ERRORS, unreachable
 from relmon.topics import INPUT_TOPICS
 
 TIME_HELP = "RFC 3339 (2026-03-01T00:00:00Z) or a date (2026-03-01 = midnight UTC)"
@@ -147,12 +148,9 @@ async def _read(
     )
     try:
         await asyncio.wait_for(consumer.start(), 15)
-    except (TimeoutError, KafkaError, OSError) as exc:
+    except CONNECT_ERRORS as exc:
         await consumer.stop()
-        raise BrokerError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}); "
-            "pass --bootstrap or set RELMON_KAFKA_BOOTSTRAP"
-        ) from exc
+        raise unreachable(settings, exc) from exc
     names = topic_names(prefix)
     result = Range(names)
     raw: list[Message] = []

@@ -16,10 +16,11 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 
 from relmon.errors import BrokerError
 from relmon.settings import Settings
+from relmon.streaming.admin import CONNECT_ERRORS, unreachable
 from relmon.topics import TOPIC_OF_TYPE
 
 _BATCH = 2000  # futures awaited together, so a broker error surfaces within a batch
@@ -42,13 +43,9 @@ async def produce(
     )
     try:
         await asyncio.wait_for(producer.start(), start_timeout_s)
-    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
+    except CONNECT_ERRORS as exc:
         await producer.stop()
-        raise BrokerError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}). "
-            "Start a local broker with `make broker`, or pass --bootstrap / set "
-            "RELMON_KAFKA_BOOTSTRAP."
-        ) from exc
+        raise unreachable(settings, exc) from exc
     loop = asyncio.get_running_loop()
     pending: list[asyncio.Future[Any]] = []
     try:

@@ -27,17 +27,26 @@ class TopicStatus:
     problem: str | None = None
 
 
+# What a Kafka client's start() raises when the cluster cannot be reached in time.
+CONNECT_ERRORS = (TimeoutError, KafkaConnectionError, KafkaError, OSError)
+
+
+def unreachable(settings: Settings, exc: BaseException) -> BrokerError:
+    """The one message every verb gives when Kafka cannot be reached, with what to do."""
+    return BrokerError(
+        f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}). "
+        "Start a local broker with `make broker`, or pass --bootstrap / set "
+        "RELMON_KAFKA_BOOTSTRAP to your cluster."
+    )
+
+
 async def _admin(settings: Settings, timeout_s: float) -> AIOKafkaAdminClient:
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs(), request_timeout_ms=10_000)
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
-    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
+    except CONNECT_ERRORS as exc:
         await admin.close()
-        raise BrokerError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}). "
-            "Start a local broker with `make broker`, "
-            "or set RELMON_KAFKA_BOOTSTRAP to your cluster."
-        ) from exc
+        raise unreachable(settings, exc) from exc
     return admin
 
 
