@@ -58,8 +58,10 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     raise SystemExit(f"the worker was not ready within {timeout:.0f}s; see {log}")
 
 
-def _start_stream(rate: float, supporters: int) -> subprocess.Popen[bytes]:
-    """The simulated population, produced live to the input topics."""
+def _start_stream(rate: float, supporters: int, seed: int) -> subprocess.Popen[bytes]:
+    """The simulated population, produced live to the input topics. A new seed each run:
+    the broker and the worker's state persist between runs, and a rerun of the same
+    simulation would be all duplicates (which change nothing, by design)."""
     start = (datetime.now(UTC) - timedelta(days=365)).date().isoformat()
     cmd = [
         sys.executable,
@@ -74,7 +76,7 @@ def _start_stream(rate: float, supporters: int) -> subprocess.Popen[bytes]:
         "--days",
         "365",
         "--seed",
-        "7",
+        str(seed),
         "--start",
         start,
     ]
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-home", type=Path, default=Path(".broker"))
     parser.add_argument("--rate", type=float, default=100.0, help="simulated events per second")
     parser.add_argument("--supporters", type=int, default=1500)
+    parser.add_argument("--seed", type=int, default=None, help="default: a new one each run")
     args = parser.parse_args(argv)
     settings = Settings()
     home = devbroker.BrokerHome(
@@ -145,8 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_ready(url, worker, log)
         _say(f"worker ready (log: {log})")
-        stream = _start_stream(args.rate, args.supporters)
-        _say(f"simulated stream: {args.supporters} supporters at {args.rate:g} events/s")
+        seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
+        stream = _start_stream(args.rate, args.supporters, seed)
+        _say(
+            f"simulated stream: {args.supporters} supporters at {args.rate:g} events/s "
+            f"(seed {seed})"
+        )
         print(
             f"\n  Try:  curl {url}/suppressions/S0000042\n"
             f"        curl {url}/supporters/S0000042\n"
