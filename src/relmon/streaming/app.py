@@ -141,19 +141,19 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     worker = Worker(app, settings, engine, processor, store, table, outputs, metrics)
     ticks_name = ticks.get_topic_name()
 
+    topic_of = {name: topic.get_topic_name() for name, topic in outputs.items()}
+
     async def send(emits: list[Emit]) -> None:
         producer = app.producer
         pending = [
-            await producer.send(
-                f"{outputs[e.output].get_topic_name()}", e.key, e.value, None, None, None
-            )
-            for e in emits
+            await producer.send(topic_of[e.output], e.key, e.value, None, None, None) for e in emits
         ]
         if pending:
             await asyncio.gather(*pending)
 
-    def handle(event: Any) -> list[Emit]:
-        """One message: an input event, or a tick that makes due expiries lift."""
+    def handle(event: Any, now: datetime) -> list[Emit]:
+        """One message: an input event, or a tick that makes due expiries lift. ``now`` is
+        the wall clock at the start of the batch (future-dated events are refused by it)."""
         message = event.message
         # Every log line written while handling this message carries where it came from.
         structlog.contextvars.bind_contextvars(
@@ -163,8 +163,8 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
             if not processor.expiry.built:
                 count = processor.rebuild_expiry(store.items())
                 log.info("expiry index rebuilt", supporters_with_expiry=count)
-            now = datetime.fromisoformat(bytes(event.value).decode())
-            return list(processor.expire(message.partition, now))
+            tick_at = datetime.fromisoformat(bytes(event.value).decode())
+            return list(processor.expire(message.partition, tick_at))
         started = time.perf_counter()
         result = processor.handle(
             message.topic,
@@ -172,7 +172,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
             message.offset,
             event.key,
             event.value,
-            now=datetime.now(UTC),
+            now=now,
         )
         record_metrics(metrics, result)
         if result.error_kind is not None:
@@ -191,9 +191,10 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         # after its outputs are sent: at-least-once, and redelivery is idempotent.
         async for batch in stream.take_events(settings.batch_max, within=0.005):
             emits: list[Emit] = []
+            now = datetime.now(UTC)
             for event in batch:
                 stream._set_current_event(event)  # table writes need the current event
-                emits += handle(event)
+                emits += handle(event, now)
             if any(e.output == "alerts" for e in emits):
                 await app.producer.flush()  # the state changelog lands before the alert
             structlog.contextvars.clear_contextvars()

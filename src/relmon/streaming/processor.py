@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
+from aiokafka.partitioner import murmur2
 
 from relmon.domain import (
     DeadLetter,
@@ -66,15 +67,9 @@ class Result:
     duplicate: bool = False
     new_reasons: list[str] = field(default_factory=list)
 
-    @property
-    def has_alerts(self) -> bool:
-        return any(e.output == "alerts" for e in self.emits)
-
 
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives ``key`` (murmur2, as Java and aiokafka)."""
-    from aiokafka.partitioner import murmur2
-
     return (int(murmur2(key.encode())) & 0x7FFFFFFF) % partitions
 
 
@@ -188,8 +183,7 @@ class Processor:
                 "check the producer's clock and time zone"
             )
             return self._dead(topic, partition, offset, key, value, error, "validation")
-        raw = self.store.get(event.supporter_id)
-        state = SupporterState.from_bytes(raw) if raw is not None else None
+        state = self.load(event.supporter_id)
         if state is not None and event.event_id in state.event_ids():
             return Result(event=event, duplicate=True)
         try:
@@ -208,6 +202,11 @@ class Processor:
         result.emits.extend(self._emits(event.supporter_id, outcome))
         return result
 
+    def load(self, supporter_id: str) -> SupporterState | None:
+        """The supporter's stored state, or None if never seen."""
+        raw = self.store.get(supporter_id)
+        return SupporterState.from_bytes(raw) if raw is not None else None
+
     def expire(self, partition: int, now: datetime) -> Iterator[Emit]:
         """Lifts (or records with the remaining reasons) for this partition's due supporters.
 
@@ -216,11 +215,11 @@ class Processor:
         ``decided_at``, and the supporter's clock is not pushed to the wall clock.
         """
         for sid in self.expiry.due_in(partition, now):
-            raw = self.store.get(sid)
-            if raw is None:
+            loaded = self.load(sid)
+            if loaded is None:
                 self.expiry.due.get(partition, {}).pop(sid, None)
                 continue
-            state = SupporterState.from_bytes(raw)
+            state = loaded
             for _ in range(MAX_EXPIRY_STEPS):
                 due = state.next_change_at
                 if due is None or due > now:

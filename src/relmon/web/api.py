@@ -32,7 +32,7 @@ import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from relmon.domain import SupporterState, encode_record
+from relmon.domain import encode_record
 from relmon.streaming.processor import partition_for
 
 if TYPE_CHECKING:
@@ -103,24 +103,18 @@ class Api:
             return error(exc.status, code, f"{request.method} {request.path}: {exc.reason}")
 
     # --- helpers ----------------------------------------------------------------------
-    def _record_bytes(self, supporter_id: str, now: datetime) -> bytes:
-        raw = self.worker.store.get(supporter_id)
-        state = SupporterState.from_bytes(raw) if raw is not None else None
-        return encode_record(self.worker.engine.decision(state, supporter_id, now))
-
     def _records(self, ids: list[str], now: datetime) -> dict[str, bytes]:
         """Records for many supporters; never-seen ones share one encoded template (the
         record of a never-seen supporter differs only in its id), which is most of a
         100,000-id check."""
         never_seen = NeverSeen(self.worker.engine, now)
         out: dict[str, bytes] = {}
-        get = self.worker.store.get
+        load = self.worker.processor.load
         for sid in ids:
-            raw = get(sid)
-            if raw is None:
+            state = load(sid)
+            if state is None:
                 out[sid] = never_seen.record(sid)
             else:
-                state = SupporterState.from_bytes(raw)
                 out[sid] = encode_record(self.worker.engine.decision(state, sid, now))
         return out
 
@@ -178,12 +172,11 @@ class Api:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def suppression(self, request: web.Request) -> web.Response:
-        return await self._single(request, self._record_bytes)
+        return await self._single(request, lambda sid, now: self._records([sid], now)[sid])
 
     async def supporter(self, request: web.Request) -> web.Response:
         def explain(sid: str, now: datetime) -> bytes:
-            raw = self.worker.store.get(sid)
-            state = SupporterState.from_bytes(raw) if raw is not None else None
+            state = self.worker.processor.load(sid)
             return orjson.dumps(self.worker.engine.explain(state, sid, now))
 
         return await self._single(request, explain)
