@@ -1,8 +1,9 @@
 """``relmon replay``: run the engine over recorded events without the live worker.
 
-The source is a JSONL file (``--input``) or a time range of the input topics
-(``--from-kafka --since T --until T``); both write the same outputs and ``report.html``.
-``--compare-policy`` runs a second policy over the same events and adds the what-if.
+The source is one or more JSONL files (``--input``, repeatable; merged in event time) or a
+time range of the input topics (``--from-kafka --since T --until T``); both write the same
+outputs and ``report.html``. ``--compare-policy`` runs a second policy over the same events
+and adds the what-if.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from relmon.replay.kafka_source import TIME_HELP
 EPILOG = """\
 examples:
   relmon replay --input events.jsonl --out out/
+  relmon replay --input calls.jsonl --input consents.jsonl --input emails.jsonl \\
+      --input donations.jsonl --out out/     # per-topic exports, merged in event time
   relmon replay --input events.jsonl --out out/ --policy A.toml --compare-policy B.toml
   relmon replay --from-kafka --since 2026-03-01 --until 2026-04-01 --out march/ \\
       --bootstrap kafka:9092 --prefix prod."""
@@ -39,6 +42,14 @@ def register(sub: Any) -> None:
             "suppressions by reason over time; self-contained, readable offline). A bad line "
             "never stops the replay; the same input and policy always give byte-identical "
             "files.\n\n"
+            "Event time: the valid events of all --input files are applied in the order of "
+            "(occurred_at as an instant, event_id, the line's bytes), so the same lines split "
+            "over files or shuffled in any order give the same decisions and alert ids. A file "
+            "whose events never go back in time is streamed (a cheap first pass checks this); "
+            "any other file is read whole and sorted in memory, which costs its size plus about "
+            "300 bytes a line (a 1 GB file of 3 million events: about 2 GB of memory). Events "
+            "too old to change anything are counted as late and written to dead_letters.jsonl "
+            'with kind "late".\n\n'
             "--from-kafka reads the four input topics for a time range with its own "
             "group-less consumer: it never touches the live worker's offsets."
         ),
@@ -47,7 +58,11 @@ def register(sub: Any) -> None:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--input", metavar="FILE.jsonl", help="a file of input events, one JSON object a line"
+        "--input",
+        metavar="FILE.jsonl",
+        action="append",
+        help="a file of input events, one JSON object a line; repeat for several files "
+        "(e.g. one export per topic): they are merged in event time",
     )
     source.add_argument(
         "--from-kafka",
@@ -154,9 +169,12 @@ def _from_kafka(
 
 def summary(stats: ReplayStats, out: str) -> str:
     """The one-paragraph report printed at the end of a replay."""
+    from relmon.replay.file_replay import late_text
+
     blank = f" ({stats.blank:,} blank lines skipped)" if stats.blank else ""
     return (
-        f"relmon replay: {stats.lines:,} lines read{blank}, {stats.valid:,} valid events, "
+        f"relmon replay: {stats.lines:,} lines read{blank}, {stats.valid:,} valid events "
+        f"({stats.applied:,} applied; {late_text(stats)}), "
         f"{stats.dead_letters:,} dead letters; {stats.records:,} suppression records, "
         f"{stats.alerts:,} alerts for {stats.supporters:,} supporters "
         f"(policy {stats.policy_version}); {stats.events_per_second:,.0f} events/s "
