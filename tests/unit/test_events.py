@@ -261,3 +261,92 @@ def test_the_key_must_equal_the_supporter_id() -> None:
     assert caught.value.kind == "key_mismatch"
     assert caught.value.field == "supporter_id"
     assert str(caught.value).startswith("supporter_id: ")
+
+
+def _raw(event: object, field: str, json_text: bytes) -> bytes:
+    """The event's line with ``field`` set to ``json_text`` as written (NaN, 1e0, 2**64 ...)."""
+    data = orjson.loads(to_line(event))  # type: ignore[arg-type]
+    data[field] = "__RAW__"
+    return orjson.dumps(data).replace(b'"__RAW__"', json_text)
+
+
+@pytest.mark.parametrize(
+    ("base", "field", "value", "message"),
+    [
+        ("donation_change", "amount_cents_after", b"18446744073709551616", "at most 100000000000"),
+        ("donation_change", "amount_cents_after", b"100000000001", "at most 100000000000"),
+        ("donation_change", "amount_cents_before", b"9223372036854775808", "at most 100000000000"),
+        ("donation_change", "amount_cents_before", b"-1", "at least 0"),
+        ("call_outcome", "amount_delta_cents", b"100000000001", "at most 100000000000"),
+        ("call_outcome", "amount_delta_cents", b"-100000000001", "at least -100000000000"),
+        ("call_outcome", "amount_delta_cents", b"-" + b"9" * 30, "at least -100000000000"),
+        ("call_outcome", "duration_s", b"604801", "at most 604800"),
+        ("call_outcome", "duration_s", b"1" + b"0" * 30, "at most 604800"),
+    ],
+)
+def test_integer_fields_out_of_bounds_fail_naming_the_field_and_the_bound(
+    base: str, field: str, value: bytes, message: str
+) -> None:
+    """An integer beyond its bound (64-bit overflow included) is an error naming both."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(_raw(VALID[base], field, value))
+    assert str(caught.value) == f"{field}: must be {message} (got {int(value)})"
+    assert (caught.value.field, caught.value.kind) == (field, "validation")
+
+
+@pytest.mark.parametrize(
+    ("base", "field", "value"),
+    [
+        ("donation_change", "amount_cents_after", 10**11),
+        ("donation_change", "amount_cents_before", 10**11),
+        ("donation_change", "amount_cents_after", 0),
+        ("call_outcome", "amount_delta_cents", -(10**11)),
+        ("call_outcome", "amount_delta_cents", 10**11),
+        ("call_outcome", "duration_s", 7 * 86_400),
+        ("call_outcome", "duration_s", 0),
+    ],
+)
+def test_integer_fields_at_their_bounds_are_accepted(base: str, field: str, value: int) -> None:
+    """The bounds themselves are valid values."""
+    assert getattr(parse_event(_with(VALID[base], **{field: value})), field) == value
+
+
+@pytest.mark.parametrize("value", [b"1.0", b"true", b"1e0", b'"1"', b"2", b"0", b"null", b"1.5"])
+def test_schema_version_must_be_the_json_integer_1(value: bytes) -> None:
+    """schema_version 1.0, 1e0, true or "1" (equal to 1 in Python) fails naming the field."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(_raw(VALID["call_outcome"], "schema_version", value))
+    shown = {b"1e0": "1.0", b'"1"': "'1'"}.get(value, value.decode())
+    assert str(caught.value) == (
+        f"schema_version: must be the JSON integer 1, the only version read (got {shown})"
+    )
+    assert (caught.value.field, caught.value.kind) == ("schema_version", "validation")
+
+
+def test_schema_version_1_is_accepted_from_json_and_python() -> None:
+    """The JSON integer 1 parses, and models built in Python refuse True for it."""
+    from pydantic import ValidationError
+
+    assert parse_event(_raw(VALID["email_engagement"], "schema_version", b"1")).schema_version == 1
+    with pytest.raises(ValidationError):
+        EmailEngagement(**{**email().model_dump(), "schema_version": True})
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(b"NaN", "nan"), (b"Infinity", "inf"), (b"-Infinity", "-inf"), (b"1e400", "inf")],
+)
+def test_sentiment_must_be_a_finite_number(value: bytes, shown: str) -> None:
+    """NaN and infinities (which pydantic's JSON reader accepts) fail as not finite."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(_raw(VALID["call_outcome"], "sentiment", value))
+    assert str(caught.value) == f"sentiment: must be a finite number (got {shown})"
+    assert caught.value.field == "sentiment"
+
+
+@pytest.mark.parametrize(("value", "message"), [(b"1.5", "at most 1.0"), (b"-2", "at least -1.0")])
+def test_sentiment_out_of_range_names_the_bound(value: bytes, message: str) -> None:
+    """A sentiment outside [-1, 1] fails naming the bound it passed."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(_raw(VALID["call_outcome"], "sentiment", value))
+    assert str(caught.value).startswith(f"sentiment: must be {message} (got ")

@@ -17,8 +17,21 @@ Modelling choices:
   Models built in Python may also be given aware ``datetime`` objects (the same range).
 * Identifier strings are 1–256 characters (``event_id`` 1–128 and ``supporter_id`` 1–64, as
   the contract says): the bound keeps one supporter's state bounded.
-* ``schema_version`` is ``1``, the only form this relmon reads; anything else is an error,
-  because a later version may change a field's meaning.
+* ``schema_version`` is the JSON integer ``1``, the only version this relmon reads; anything
+  else is an error, because a later version may change a field's meaning. ``1.0``, ``1e0``,
+  ``true`` and ``"1"`` are errors too (a bare ``Literal[1]`` would take the first three, since
+  they compare equal to 1): the field is a strict integer first, then the literal.
+* Every integer field has bounds a real charity never reaches, chosen so that no arithmetic
+  on it (differences, monthly equivalents, sums over a whole replay, encoding with orjson,
+  which refuses integers beyond 64 bits) can leave the signed 64-bit range: amounts
+  (``amount_cents_before``/``_after``) are 0 to :data:`MAX_AMOUNT_CENTS` = 10**11 cents (one
+  billion in currency units per period; ten million such amounts still sum below 2**63),
+  ``amount_delta_cents`` is within ``±MAX_AMOUNT_CENTS``, ``duration_s`` is 0 to
+  :data:`MAX_DURATION_S` = 7 days (no call lasts a week). Out of range is an error naming the
+  field and the bound, e.g. ``amount_cents_after: must be at most 100000000000 (got ...)``.
+* ``sentiment`` is a finite number in [-1, 1]: pydantic's JSON reader takes ``NaN``,
+  ``Infinity`` and ``1e400`` (which overflows to infinity), and these are errors saying
+  "must be a finite number". It is the only float field.
 * :func:`parse_event` decodes and validates in one pass (``TypeAdapter.validate_json``, the
   fastest path pydantic offers) and turns every failure into
   :class:`~relmon.errors.InvalidEvent` with ``field`` and ``kind`` set.
@@ -46,7 +59,12 @@ from relmon.errors import InvalidEvent
 EventId = Annotated[str, Field(min_length=1, max_length=128)]
 SupporterId = Annotated[str, Field(min_length=1, max_length=64)]
 Ident = Annotated[str, Field(min_length=1, max_length=256)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+MAX_AMOUNT_CENTS = 10**11
+MAX_DURATION_S = 7 * 86_400
+AmountCents = Annotated[int, Field(ge=0, le=MAX_AMOUNT_CENTS)]
+AmountDeltaCents = Annotated[int, Field(ge=-MAX_AMOUNT_CENTS, le=MAX_AMOUNT_CENTS)]
+DurationS = Annotated[int, Field(ge=0, le=MAX_DURATION_S)]
+Sentiment = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
 
 # RFC 3339 date-time (as published in the JSON Schemas). Validation uses it with the offset
 # optional, so that a timestamp without one reaches the datetime check, whose message shows
@@ -93,6 +111,28 @@ class _Rfc3339:
 
 
 Timestamp = Annotated[datetime, _Rfc3339]
+
+
+class _SchemaVersion:
+    """Marks ``schema_version``: a strict integer (no float, bool or string), then ``1``.
+
+    Both steps run in pydantic-core; the JSON Schema stays ``{"const": 1, "type": "integer"}``.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> cs.CoreSchema:
+        return cs.chain_schema([cs.int_schema(strict=True), cs.literal_schema([1])])
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: cs.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"const": 1, "type": "integer"}
+
+
+SchemaVersion = Annotated[Literal[1], _SchemaVersion]
 
 Direction = Literal["outbound", "inbound"]
 CampaignPurpose = Literal[
@@ -142,7 +182,7 @@ class _Event(BaseModel):
     event_id: EventId
     supporter_id: SupporterId
     occurred_at: Timestamp
-    schema_version: Literal[1] = 1
+    schema_version: SchemaVersion = 1
 
 
 class CallOutcome(_Event):
@@ -155,11 +195,11 @@ class CallOutcome(_Event):
     campaign_purpose: CampaignPurpose
     partner_id: Ident
     agent_id: Ident | None = None
-    duration_s: NonNegativeInt
+    duration_s: DurationS
     outcome: CallOutcomeValue
-    amount_delta_cents: int | None = None
+    amount_delta_cents: AmountDeltaCents | None = None
     trigger: Ident | None = None
-    sentiment: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
+    sentiment: Sentiment | None = None
 
 
 class ConsentChange(_Event):
@@ -187,8 +227,8 @@ class DonationChange(_Event):
     mandate_id: Ident
     action: DonationAction
     frequency: Frequency
-    amount_cents_before: NonNegativeInt
-    amount_cents_after: NonNegativeInt
+    amount_cents_before: AmountCents
+    amount_cents_after: AmountCents
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     mandate_started_at: Timestamp
     channel: DonationChannel
@@ -281,6 +321,17 @@ def _describe(err: Any) -> tuple[str, str]:
             return field, f"not an RFC 3339 timestamp, e.g. {_TS_EXAMPLE} (got {got})"
     if kind in ("datetime_type", "datetime_parsing", "datetime_from_date_parsing"):
         return field, f"not an RFC 3339 timestamp, e.g. {_TS_EXAMPLE}"
+    if field == "schema_version":
+        return (
+            field,
+            f"must be the JSON integer 1, the only version read (got {_short(err['input'])})",
+        )
+    if kind == "less_than_equal":
+        return field, f"must be at most {err['ctx']['le']} (got {_short(err['input'])})"
+    if kind == "greater_than_equal":
+        return field, f"must be at least {err['ctx']['ge']} (got {_short(err['input'])})"
+    if kind == "finite_number":
+        return field, f"must be a finite number (got {_short(err['input'])})"
     if kind == "literal_error":
         return field, f"{_short(err['input'])} is not one of {err['ctx']['expected']}"
     if kind == "dict_type" and not field:
@@ -289,6 +340,8 @@ def _describe(err: Any) -> tuple[str, str]:
 
 
 def _short(value: object) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
