@@ -727,12 +727,13 @@ def replay_file(
     names = [str(p) for p in paths]
     source = ", ".join(names)
     started = time.perf_counter()
+    merge = EventTimeMerge(paths, lambda *bad: None)
+    merge.check()  # before anything is written
     with (
         fewer_gc_passes(),
         Session(out, primary, source, compare, inputs=names) as session,
     ):
-        merge = EventTimeMerge(paths, session.bad_line)
-        merge.check()
+        merge.on_bad = session.bad_line
         with tqdm(
             total=merge.total_bytes,
             unit="B",
