@@ -171,15 +171,17 @@ class Replayer:
         source: str | None = None,
         partition: int | None = None,
         offset: int | None = None,
+        timestamp: float | None = None,
     ) -> None:
         """Apply one valid event (expiring first what its time passes).
 
         ``raw`` and where it came from (``line`` of ``source``, or a Kafka ``source`` topic with
-        ``partition`` and ``offset``) name the event in its dead letter should it be late.
+        ``partition`` and ``offset``) name the event in its dead letter should it be late;
+        ``timestamp`` is ``event.occurred_at.timestamp()`` when the caller has it already.
         """
         stats = self.stats
         stats.valid += 1
-        t = int(event.occurred_at.timestamp())
+        t = int(event.occurred_at.timestamp() if timestamp is None else timestamp)
         if self.first_at is None or t < self.first_at:
             self.first_at = t
         if self.last_at is None or t > self.last_at:
@@ -334,8 +336,10 @@ def read_lines(path: Path) -> Iterable[bytes]:
 
 # One valid event of an input, as merged: the sort key (instant, event_id, raw bytes), then
 # the input's index and the line number (which only separate byte-identical lines), then the
-# event. Tuples compare element by element, so the event itself is never compared.
-Item = tuple[datetime, str, bytes, int, int, Event]
+# event. Tuples compare element by element, so the event itself is never compared. The
+# instant is ``occurred_at.timestamp()``: a float keeps every microsecond of an epoch-second
+# time apart (its spacing there is below 0.25 µs) and compares far faster than datetimes.
+Item = tuple[float, str, bytes, int, int, Event]
 BadLine = Callable[[int, int, bytes, InvalidEvent], None]
 
 
@@ -448,11 +452,11 @@ class EventTimeMerge:
     def _stream(self, index: int) -> Iterator[Item]:
         """An input in time order, streamed; events of one instant sorted among themselves."""
         group: list[Item] = []
-        at: datetime | None = None
+        at = -1e300
         for number, line, event in self._lines(index):
-            t = event.occurred_at
+            t = event.occurred_at.timestamp()
             if t != at:
-                if at is not None and t < at:
+                if t < at:
                     raise OutOfOrderError(
                         f"{self.paths[index]} line {number}: goes back in time although the "
                         "order check found the file in time order; please report this"
@@ -471,7 +475,10 @@ class EventTimeMerge:
     def _sorted(self, index: int) -> Iterator[Item]:
         """An input out of time order: read whole (bytes and key, not the parsed events), sort,
         then decode each line again as it is applied."""
-        keyed = [(e.occurred_at, e.event_id, line, index, n) for n, line, e in self._lines(index)]
+        keyed = [
+            (e.occurred_at.timestamp(), e.event_id, line, index, n)
+            for n, line, e in self._lines(index)
+        ]
         keyed.sort(reverse=True)  # popped from the end: memory is freed as the replay goes
         while keyed:
             t, event_id, line, i, n = keyed.pop()
@@ -609,8 +616,8 @@ class Session:
 
     def apply_item(self, item: Item) -> None:
         """Apply one merged input line (a file replay)."""
-        _, _, raw, index, number, event = item
-        self.primary.apply(event, raw, line=number, source=self.inputs[index])
+        timestamp, _, raw, index, number, event = item
+        self.primary.apply(event, raw, line=number, source=self.inputs[index], timestamp=timestamp)
         if self.other is not None:
             self.other.apply(event)
 
