@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "relmon.commands.worker",
     "relmon.commands.topics",
     "relmon.commands.replay",
+    "relmon.commands.backfill",
     "relmon.commands.simulate",
     "relmon.commands.timeline",
     "relmon.commands.schemas",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -37,6 +37,32 @@ async def produce(
     start_timeout_s: float = 15.0,
 ) -> Counter[str]:
     """Send every event; return (and keep updating ``counts``) messages per full topic name."""
+
+    def messages() -> Iterator[tuple[str, bytes, bytes]]:
+        for event in events:
+            topic = prefix + TOPIC_OF_TYPE[event["type"]]
+            yield topic, event["supporter_id"].encode("utf-8"), orjson.dumps(event)
+            if on_event is not None:
+                on_event(event)  # runs once the message was handed to the producer
+
+    return await produce_messages(
+        messages(), settings, rate=rate, counts=counts, start_timeout_s=start_timeout_s
+    )
+
+
+async def produce_messages(
+    messages: Iterable[tuple[str, bytes, bytes]],
+    settings: Settings,
+    *,
+    rate: float = 0.0,
+    counts: Counter[str] | None = None,
+    start_timeout_s: float = 15.0,
+) -> Counter[str]:
+    """Send ``(full topic name, key, value)`` messages in the order given (Kafka keeps that
+    order within a partition); return (and keep updating ``counts``) messages per topic.
+
+    The producer connects before the first message is taken from ``messages``.
+    """
     counts = Counter() if counts is None else counts
     producer = AIOKafkaProducer(
         **settings.kafka_client_kwargs(), acks="all", linger_ms=10, max_batch_size=262_144
@@ -50,20 +76,13 @@ async def produce(
     pending: list[asyncio.Future[Any]] = []
     try:
         began = loop.time()
-        for n, event in enumerate(events):
+        for n, (topic, key, value) in enumerate(messages):
             if rate > 0:
                 delay = began + n / rate - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            topic = prefix + TOPIC_OF_TYPE[event["type"]]
-            pending.append(
-                await producer.send(
-                    topic, orjson.dumps(event), key=event["supporter_id"].encode("utf-8")
-                )
-            )
+            pending.append(await producer.send(topic, value, key=key))
             counts[topic] += 1
-            if on_event is not None:
-                on_event(event)
             if len(pending) >= _BATCH:
                 await _settle(pending, settings)
         await _settle(pending, settings)
