@@ -11,7 +11,7 @@ KAFKA_STAMP := $(KAFKA_LIB)/.fetched-$(shell sha1sum kafka/pom.xml | cut -c1-12)
 BROKER_HOME ?= .broker
 BROKER_PORT ?= 9092
 
-.PHONY: help venv jars broker broker-stop run test test-unit test-integration test-deploy lint fmt schemas bench clean dashboards k8s rules
+.PHONY: help venv jars broker broker-stop run test test-unit test-integration test-deploy lint fmt schemas bench clean dashboards k8s rules debs chaos
 
 help: ## show this help
 	@echo "relmon — make targets (each installs what it needs on first use):"
@@ -76,8 +76,19 @@ test-unit: $(STAMP) ## unit and component tests only (no broker)
 test-integration: $(STAMP) $(KAFKA_STAMP) ## integration tests against a real broker (started by the session)
 	$(BIN)/pytest tests/integration
 
-test: lint $(KAFKA_STAMP) ## lint plus every test tier (the session starts its own broker unless RELMON_KAFKA_BOOTSTRAP is set)
+DEBS := kcat
+
+debs: ## apt-install the Debian packages the tests need when missing (kcat, the fault suite's independent client)
+	@missing=""; for p in $(DEBS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
+test: lint $(KAFKA_STAMP) debs ## lint plus every test tier (the session starts its own broker unless RELMON_KAFKA_BOOTSTRAP is set)
 	$(BIN)/pytest
+
+chaos: $(STAMP) $(KAFKA_STAMP) debs ## the fault suite at full size (kill -9, poison, outages; ~15 min); figures in build/chaos-results.jsonl, see RELIABILITY.md
+	RELMON_CHAOS=full RELMON_CHAOS_RESULTS=build/chaos-results.jsonl $(BIN)/pytest tests/chaos
 
 BENCH_SIM := build/bench-simulated-1m.jsonl
 

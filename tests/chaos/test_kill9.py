@@ -1,0 +1,50 @@
+"""Scenario c: kill -9 at random moments under load, restarted on the same state folder."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.chaos.conftest import SIZE, Size
+from tests.chaos.harness import Plan, Run, add_events, phone_optouts, population, verify
+
+DAYS = 50
+
+
+@pytest.mark.parametrize("attempt", range(SIZE.kill_runs))
+def test_kill9_under_load_loses_no_opt_out(
+    new_run: Callable[..., Run], chaos_size: Size, attempt: int
+) -> None:
+    """SIGKILL of the worker at random moments while opt-outs stream in, each time restarted on
+    the same state folder, leaves a suppressed record for every opt-out and the replay's answer."""
+    rng = random.Random(9000 + attempt)
+    plan = Plan(f"c-kill9-{attempt}")
+    events = sorted(
+        population(rng, f"pc{attempt}", chaos_size.kill_population, DAYS)
+        + phone_optouts(rng, f"pc{attempt}", chaos_size.kill_optouts, DAYS),
+        key=lambda e: e.occurred_at,
+    )
+    optout_ids = {e.event_id for e in events if "-o" in e.supporter_id}
+    for event in events:
+        add_events(plan, [event], dedicated=event.event_id in optout_ids)
+
+    run = new_run(plan)
+    run.worker.start().wait_ready()
+    run.producer.start(plan.messages, chaos_size.kill_rate)
+    for _ in range(chaos_size.kills):
+        # A random moment: mostly while it processes, sometimes while it is still recovering.
+        if rng.random() < 0.8:
+            run.worker.wait_ready()
+        time.sleep(rng.uniform(0.3, 2.5))
+        run.worker.kill9()
+        run.worker.start()  # the same state folder
+    run.producer.close()
+    run.worker.wait_ready()
+    run.settle(timeout_s=300 if chaos_size.name == "full" else 150)
+    verdict = verify(run)
+    print(verdict.report(run))
+    assert run.worker.kills == chaos_size.kills
+    assert verdict.ok, verdict.report(run)
