@@ -138,11 +138,14 @@ def test_state_stays_bounded_over_a_long_history() -> None:
 
 
 def test_old_facts_are_forgotten_and_refused() -> None:
-    """Calls older than their retention are dropped, and refused when they come late."""
+    """Calls older than their retention are dropped, and refused (reported late) when they
+    come late."""
     result = run([call(at=at(0)), email(at=at(100), action="opened")])
     assert result.state.calls == []
     late = result.engine.apply(result.state, call(at=at(1), outcome="no_answer"))
-    assert late.state.calls == []
+    assert late.state is result.state
+    assert late.late is not None
+    assert "call facts are kept" in late.late
 
 
 def test_outcome_codes_cover_the_model_and_keep_their_serialized_order() -> None:

@@ -6,7 +6,8 @@ and the read-only queries); no wall clock, no I/O, no randomness.
 Modelling choices:
 
 * The state given is never changed. ``apply`` returns the *same* object when nothing changed
-  (a duplicate, or an event that leaves no fact and is not later than the supporter's clock)
+  (a duplicate, or an event that leaves no fact and is not later than the supporter's clock;
+  ``late`` says when the reason is its age, see "Late events")
   and a new one otherwise, so a caller persists only when ``outcome.state is not state``.
   An event that leaves no fact still moves the clock forward: the time it carries is a fact
   too, and this is what makes its duplicate change nothing.
@@ -20,8 +21,33 @@ Modelling choices:
   forgetting does not let a duplicate in.
 * Alerts: see :mod:`relmon.domain.alerts`.
 
+Late events. An event older than the clock is applied like any other (its facts go into
+the sorted lists; the decision is taken at the clock); only what the state keeps limits it
+(see "Late events" in :mod:`relmon.domain.update`). Consent changes, ``do_not_call``, and
+mandate changes apply however late; a ``complaint`` or ``converted`` reason holds for its
+days from its own ``occurred_at``. ``Outcome.late`` reports the events that can no longer
+change anything:
+
+* ``late`` is a one-line reason when the event is not a duplicate, not later than the
+  clock, and every fact it would have left in time was refused because it is older than
+  its list's retention or than every fact kept under the list's cap. The state is then
+  returned unchanged (``outcome.state is state``) with nothing to emit. The reason names
+  the event time, the supporter's clock and each list's retention or cap, e.g.
+  ``occurred_at 2026-03-02T10:00:00Z is 200 days before this supporter's latest time
+  2026-09-18T09:00:00Z; call facts are kept 63.8 days, so it can no longer change a
+  decision``. The worker and the replays count it as a dead letter of kind ``late``.
+* ``late`` is None otherwise: for a duplicate ``event_id`` (``Outcome(state, [], [])``), an
+  event that left any fact (however late, e.g. only its irritation), an event later than
+  the clock, and an event that leaves no fact even in time (an e-mail opened, an inbound
+  ``callback_requested``, a ``one_off`` gift: relmon keeps nothing of them, at any age).
+* A redelivery of an event whose facts were all forgotten since cannot be told from a late
+  event, and is reported late too.
+* Cost: the reason is built only on the path where an event at or before the clock left
+  no fact; the common path pays nothing.
+
 Order of arrival. Facts are kept as sets ordered by ``(t, event_id)`` and everything is
-computed from them, so for events arriving late by less than the retention grace:
+computed from them, so for events arriving late by less than the retention grace (and for
+the decisions made by consent changes, ``do_not_call`` and mandate statuses, however late):
 
 * the decision and the scores at any time are the same whatever the arrival order (bit for
   bit), and so is the set of ``churn_after_contact`` alert ids, except that a churn arriving
@@ -55,17 +81,28 @@ from relmon.domain.outputs import Alert, SuppressionRecord, construct
 from relmon.domain.policy import Policy
 from relmon.domain.rules import Rules, utc
 from relmon.domain.state import SupporterState
-from relmon.domain.update import call_facts, consent_facts, donation_facts, email_facts
+from relmon.domain.update import (
+    call_facts,
+    consent_facts,
+    donation_facts,
+    email_facts,
+    late_reason,
+)
 
 Event = CallOutcome | ConsentChange | EmailEngagement | DonationChange
 
 
 class Outcome(NamedTuple):
-    """What applying an event (or an expiry) gives: the state, records and alerts to emit."""
+    """What applying an event (or an expiry) gives: the state, records and alerts to emit.
+
+    ``late`` is None, or says why the event was not applied: it is older than everything
+    the state keeps for it (see "Late events" in the module docstring).
+    """
 
     state: SupporterState
     records: list[SuppressionRecord]
     alerts: list[Alert]
+    late: str | None = None
 
 
 _HANDLERS: dict[str, Callable[[SupporterState, Any, int, Rules], SupporterState | None]] = {
@@ -96,8 +133,8 @@ class Engine:
         as_of = clock if clock > t else t
         alerts: list[Alert] = []
         if nst is None:
-            if t <= clock:
-                return Outcome(st, [], [])  # nothing new, not even the time
+            if t <= clock:  # nothing new, not even the time: say why if it is too old
+                return Outcome(st, [], [], late_reason(st, event, t, r))
             nst = st.copy()
             if st.wake is None or as_of < st.wake:
                 if as_of >= nst.prune_at:
@@ -105,8 +142,8 @@ class Engine:
                 nst.clock = as_of  # only the time moved; the decision stands
                 return Outcome(nst, [], [])
         else:
-            if isinstance(event, CallOutcome) and event.direction == "outbound":
-                alerts = self._call_alerts(st, nst, event, t)
+            if nst.calls is not st.calls and isinstance(event, CallOutcome):
+                alerts = self._call_alerts(st, nst, event, t)  # the call was kept: outbound
             if nst.calls and nst.calls[-1][0] > t:
                 alerts += judge_calls(nst, r, t)
             if nst.churns:

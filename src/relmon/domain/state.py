@@ -15,7 +15,8 @@ Modelling choices:
 * Duplicates are recognised by the event ids the retained facts carry (``event_ids``). An
   event that leaves no fact only moves the clock, which its duplicate cannot move again, so
   it needs no memory; a fact that was forgotten (too old, see retention in the policy) is
-  also refused when it comes again, because the same age rule applies on arrival. No
+  also refused when it comes again, because the same age rule applies on arrival (and the
+  engine reports it as ``late``, like any event too old to keep). No
   separate ring of ids is kept, which keeps the state small.
 * ``to_bytes`` is compact and fast: a format byte, then orjson of the fact tuples as they
   are (epoch-second ints, small-int codes, the strings once per fact). Above 1000 bytes the

@@ -23,6 +23,26 @@ Modelling choices (weights in the policy's ``[irritation]`` section):
   first, so each mandate keeps its latest status unless there are more than 16 mandates);
   a downgrade adds irritation; a churn of a donor who was loyal by the event itself is kept
   for the churn-after-contact alert.
+
+Late events (the contract's "apply however late they arrive"). *Applying* an event means
+judging each fact it leaves by the same rule as if it had come in time, each fact list
+keeping or refusing its own fact by its own retention and cap; it is never all or nothing:
+
+* consent changes (any action, any channel), ``do_not_call`` markers (either direction) and
+  mandate statuses are kept without age limit, bounded only by their caps (16, 4, 16), which
+  drop superseded facts first: they apply however late they arrive;
+* ``complaint`` and ``converted`` markers are kept for their reason's days plus the grace,
+  so the reason holds for its days counted from the event's own ``occurred_at``: a
+  complaint 100 days late suppresses for 80 more days; one 200 days late has ended, its
+  marker is refused (it could not change a decision), but its irritation contribution
+  (kept about 313 days) is added, so the event counts as applied and a redelivery of it is
+  a duplicate;
+* an outbound call too old for the call facts (about 64 days) still leaves its marker and
+  irritation; a consent change or mandate status refused by its cap still leaves its
+  irritation, and a mandate's status its loyal churn.
+
+An event none of whose facts is kept changes nothing; :func:`late_reason` says why, and
+the engine returns that as ``Outcome.late``.
 """
 
 from __future__ import annotations
@@ -35,6 +55,7 @@ from relmon.domain.facts import (
     ATTEMPTS,
     CHANNEL,
     CONSENT_ACTION,
+    DAY,
     DINNER,
     DO_NOT_CALL,
     DONATION_ACTION,
@@ -49,7 +70,7 @@ from relmon.domain.facts import (
     PHONE,
     PURPOSE,
 )
-from relmon.domain.rules import Rules, add_months
+from relmon.domain.rules import Rules, add_months, utc
 from relmon.domain.scoring import EMAIL_SENT, call_item
 from relmon.domain.state import _UNKNOWN, Fact, SupporterState
 
@@ -205,12 +226,13 @@ def call_facts(st: SupporterState, ev: CallOutcome, t: int, r: Rules) -> Support
             flags,
         )
         new = insert(st.calls, call, clock - r.keep_calls, r.max_facts)
-        if new is None:
-            return None
-        ch.new.calls = new
-        ch.changed = True
-        if new[-1] is call and (len(new) == 1 or new[-2][0] < t):
-            ch.append_fatigue(st, call_item(new, len(new) - 1, r.w))
+        if new is not None:
+            ch.new.calls = new
+            ch.changed = True
+            if new[-1] is call and (len(new) == 1 or new[-2][0] < t):
+                ch.append_fatigue(st, call_item(new, len(new) - 1, r.w))
+        # a call too old to keep still leaves what outlives call facts: its irritation and
+        # its marker (a do_not_call, a complaint), as it would had it come in time
         if flags and outcome not in ATTEMPTS:
             ch.irritate(t, eid, DINNER_CALL_REACHED)
         if purpose in MARKETING:
@@ -247,10 +269,9 @@ def consent_facts(st: SupporterState, ev: ConsentChange, t: int, r: Rules) -> Su
     ch = _Change(st, max(st.clock, t), r)
     channel, action = CHANNEL[ev.channel], CONSENT_ACTION[ev.action]
     new = insert(st.consents, (t, ev.event_id, channel, action), _FOREVER, r.max_consents, group=2)
-    if new is None:
-        return None
-    ch.new.consents = new
-    ch.changed = True
+    if new is not None:  # None: superseded on its channel, over the cap; its irritation stays
+        ch.new.consents = new
+        ch.changed = True
     if action != OPT_IN and channel not in (PHONE, ALL):
         ch.irritate(t, ev.event_id, LABEL["opt_out_other_channel"])
     return ch.commit(st, ev.event_id, t)
@@ -290,10 +311,9 @@ def donation_facts(
     loyal_from = add_months(started, r.tenure_months)
     status = (t, eid, ev.mandate_id, action, frequency, ev.amount_cents_after, loyal_from)
     new = insert(st.mandates, status, _FOREVER, r.max_mandates, group=2)
-    if new is None:
-        return None
-    ch.new.mandates = new
-    ch.changed = True
+    if new is not None:  # None: superseded for its mandate, over the cap; the rest stays
+        ch.new.mandates = new
+        ch.changed = True
     before, after = ev.amount_cents_before, ev.amount_cents_after
     downgrade = action == DOWNGRADED and after < before
     if downgrade:
@@ -304,4 +324,100 @@ def donation_facts(
         kept = insert(st.churns, fact, clock - r.keep_calls, r.max_facts)
         if kept is not None:
             ch.new.churns = kept
+            ch.changed = True
     return ch.commit(st, eid, t)
+
+
+# -- why an event left no fact -------------------------------------------------------------
+
+# (what the list holds, seconds it is kept or None for ever, cap, whether superseded go first)
+_Kept = tuple[str, int | None, int, bool]
+_MARKER_NAMES = ("complaint markers", "info_requested markers", "converted markers")
+
+
+def late_reason(st: SupporterState, ev: object, t: int, r: Rules) -> str | None:
+    """Why an event at ``t``, not after the clock, left no fact: None if it never would.
+
+    The engine calls this only when a handler returned None for an event that is not a
+    duplicate and not later than ``st.clock`` (a rare path), so it may take its time. It
+    lists the fact lists the event would have added to in time (mirroring the handlers
+    above) and says, for each, whether the fact was older than the list's retention or
+    older than every fact kept under the list's cap.
+    """
+    lists = _would_keep(st, ev, t, r)
+    if not lists:
+        return None
+    age = st.clock - t
+    why = []
+    for what, keep, cap, grouped in sorted(lists, key=lambda k: -1 if k[1] is None else k[1]):
+        if keep is not None and age > keep:
+            why.append(f"{what} are kept {_days(keep)}")
+        else:
+            gone = "superseded ones first, then the oldest" if grouped else "the oldest"
+            why.append(f"{what} are kept up to {cap} ({gone} go) and it is not among them")
+    listed = why[0] if len(why) == 1 else ", ".join(why[:-1]) + " and " + why[-1]
+    return (
+        f"occurred_at {_stamp(t)} is {_days(age)} before this supporter's latest time "
+        f"{_stamp(st.clock)}; {listed}, so it can no longer change a decision"
+    )
+
+
+def _would_keep(st: SupporterState, ev: object, t: int, r: Rules) -> list[_Kept]:
+    """The fact lists the handlers add ``ev`` to (when in time), as :data:`_Kept`."""
+    irritation: _Kept = ("irritation contributions", r.keep_irritation, r.max_facts, False)
+    weights = r.irritation_weights
+    out: list[_Kept] = []
+    irritates = False
+    if isinstance(ev, CallOutcome):
+        outcome, purpose = OUTCOME[ev.outcome], PURPOSE[ev.campaign_purpose]
+        if ev.direction == "outbound":
+            out.append(("call facts", r.keep_calls, r.max_facts, False))
+            if outcome not in ATTEMPTS and r.w.is_dinner_time(t):
+                irritates |= weights[DINNER_CALL_REACHED] > 0.0
+            if purpose in MARKETING and any(
+                ti < t <= ti + r.deciding for ti, _ in st.markers[INFO_REQUESTED]
+            ):
+                irritates |= weights[CHASED] > 0.0
+        label = _OUTCOME_LABELS.get(outcome)
+        irritates |= label is not None and weights[label] > 0.0
+        negative = ev.sentiment is not None and ev.sentiment < 0.0
+        irritates |= negative and weights[NEGATIVE_SENTIMENT] > 0.0
+        kind = MARKER_OUTCOMES.get(outcome)
+        if kind == DO_NOT_CALL:
+            out.append(("do_not_call requests", None, r.max_do_not_call, False))
+        elif kind is not None:
+            out.append((_MARKER_NAMES[kind], r.keep_markers[kind], r.max_facts, False))
+    elif isinstance(ev, ConsentChange):
+        out.append(("consent changes", None, r.max_consents, True))
+        channel = CHANNEL[ev.channel]
+        if ev.action != "opt_in" and channel not in (PHONE, ALL):
+            irritates = weights[LABEL["opt_out_other_channel"]] > 0.0
+    elif isinstance(ev, EmailEngagement):
+        if ev.action == "sent":
+            out.append(("e-mails sent", r.keep_emails, r.max_facts, False))
+        elif ev.action in ("unsubscribed", "spam_complaint"):
+            irritates = weights[LABEL["email_" + ev.action]] > 0.0
+    elif isinstance(ev, DonationChange) and ev.action != "one_off":
+        out.append(("mandate statuses", None, r.max_mandates, True))
+        before, after = ev.amount_cents_before, ev.amount_cents_after
+        downgrade = ev.action == "downgraded" and after < before
+        irritates = downgrade and weights[LABEL["downgraded"]] > 0.0
+        churn = DONATION_ACTION[ev.action] in CHURN_ACTIONS or downgrade
+        if churn and ev.frequency == "monthly" and before > 0:
+            started = int(ev.mandate_started_at.timestamp())
+            if add_months(started, r.tenure_months) <= t:
+                out.append(("churns of loyal donors", r.keep_calls, r.max_facts, False))
+    if irritates:
+        out.append(irritation)
+    return out
+
+
+def _days(seconds: int) -> str:
+    if seconds < DAY // 10:
+        return f"{seconds} seconds"
+    days = f"{seconds / DAY:.1f}".removesuffix(".0")
+    return "1 day" if days == "1" else f"{days} days"
+
+
+def _stamp(t: int) -> str:
+    return utc(t).isoformat().replace("+00:00", "Z")
