@@ -36,7 +36,8 @@ keeping or refusing its own fact by its own retention and cap; it is never all o
   complaint 100 days late suppresses for 80 more days; one 200 days late has ended, its
   marker is refused (it could not change a decision), but its irritation contribution
   (kept about 313 days) is added, so the event counts as applied and a redelivery of it is
-  a duplicate;
+  a duplicate. A ``converted`` 200 days late has no irritation to leave: it keeps no fact
+  and is reported late (it has been judged, and its reason is over);
 * an outbound call too old for the call facts (about 64 days) still leaves its marker and
   irritation; a consent change or mandate status refused by its cap still leaves its
   irritation, and a mandate's status its loyal churn.
