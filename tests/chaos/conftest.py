@@ -32,6 +32,7 @@ class Size:
     poison_population: int
     poison_rate: float
     oversized: int
+    poison_variants: tuple[str, ...]
     # b. topics loaded one after another
     order_optouts: int
     order_population: int
@@ -57,6 +58,7 @@ REDUCED = Size(
     poison_population=60,
     poison_rate=400,
     oversized=2,
+    poison_variants=("all",),
     order_optouts=200,
     order_population=150,
     kill_optouts=3000,
@@ -78,6 +80,7 @@ FULL = Size(
     poison_population=300,
     poison_rate=200,
     oversized=2,
+    poison_variants=("all", "oversized", "huge-integer", "keys", "late", "other-poison"),
     order_optouts=2000,
     order_population=1000,
     kill_optouts=30_000,

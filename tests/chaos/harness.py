@@ -1063,9 +1063,10 @@ def verify(run: Run, outputs: Outputs | None = None) -> Verdict:
 
     # -- every refusal (generated, late, ancient): the final decision carries its code
     lost_refusals = []
+    routed = {m.supporter_id for m in plan.messages if m.expect == "route"}
     for sid, codes in sorted(plan.refusals.items()):
-        if sid in plan.optouts or sid in plan.key_pairs:
-            continue
+        if sid in plan.optouts or sid in routed:
+            continue  # checked one by one above / in the key checks below
         suppressed, have = _decision(final(records.get(sid, []), sid))
         missing = codes - set(have)
         if not suppressed or missing:
