@@ -42,6 +42,8 @@ class Size:
     kill_rate: float
     kills: int
     kill_runs: int
+    kill_delay_s: tuple[float, float]  # after the worker is ready (or started)
+    kill_in_recovery: float  # share of kills made while it is still recovering
     # d. broker outage
     outage_optouts: int
     outage_population: int
@@ -61,11 +63,13 @@ REDUCED = Size(
     poison_variants=("all",),
     order_optouts=200,
     order_population=150,
-    kill_optouts=3000,
+    kill_optouts=4000,
     kill_population=60,
-    kill_rate=600,
+    kill_rate=1500,
     kills=2,
     kill_runs=1,
+    kill_delay_s=(0.3, 1.2),
+    kill_in_recovery=0.0,
     outage_optouts=600,
     outage_population=60,
     outage_rate=150,
@@ -88,6 +92,8 @@ FULL = Size(
     kill_rate=2000,
     kills=5,
     kill_runs=5,
+    kill_delay_s=(0.3, 2.5),
+    kill_in_recovery=0.2,
     outage_optouts=5000,
     outage_population=300,
     outage_rate=400,

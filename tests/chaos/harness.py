@@ -897,8 +897,10 @@ class Run:
             if counts != last:
                 last, since = counts, time.monotonic()
             quiet = time.monotonic() - since
-            if quiet >= quiet_s and self.worker.lag() == 0:
-                return
+            lag = self.worker.lag()
+            no_metric = lag is None and quiet >= 3 * quiet_s and self.worker.ready()
+            if quiet >= quiet_s and (lag == 0 or no_metric):
+                return  # no lag (or a ready worker without the lag metric, quiet for longer)
             if quiet >= stall_s:
                 self.notes.append(
                     f"outputs stopped growing for {stall_s:.0f}s with lag {self.worker.lag()}"
@@ -1023,7 +1025,11 @@ def verify(run: Run, outputs: Outputs | None = None) -> Verdict:
     )
 
     # -- dead letters
-    dead_at = {(d.get("source"), d.get("partition"), d.get("offset")): d for d in out.dlq}
+    dead_at: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    for d in out.dlq:
+        source = str(d.get("source"))  # the topic's full name; the contract name also counts
+        full = source if source.startswith(run.prefix) else run.prefix + source
+        dead_at[(full, d.get("partition"), d.get("offset"))] = d
     no_letter = []
     for msg in plan.messages:
         if msg.expect != "dead":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
@@ -32,13 +33,17 @@ def test_kill9_under_load_loses_no_opt_out(
         add_events(plan, [event], dedicated=event.event_id in optout_ids)
 
     run = new_run(plan)
+    # The moments of the kills are new each run (RELMON_CHAOS_SEED repeats one).
+    seed = int(os.environ.get("RELMON_CHAOS_SEED") or time.time_ns() % 10**9)
+    run.notes.append(f"kill moments seed {seed} (RELMON_CHAOS_SEED={seed} repeats them)")
+    rng = random.Random(seed)
     run.worker.start().wait_ready()
     run.producer.start(plan.messages, chaos_size.kill_rate)
     for _ in range(chaos_size.kills):
         # A random moment: mostly while it processes, sometimes while it is still recovering.
-        if rng.random() < 0.8:
+        if rng.random() >= chaos_size.kill_in_recovery:
             run.worker.wait_ready()
-        time.sleep(rng.uniform(0.3, 2.5))
+        time.sleep(rng.uniform(*chaos_size.kill_delay_s))
         run.worker.kill9()
         run.worker.start()  # the same state folder
     run.producer.close()
