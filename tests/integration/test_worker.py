@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from relmon.topics import ALERTS, CALLS, DLQ, SUPPRESSIONS
+from relmon.topics import ALERTS, CALLS, CONSENTS, DLQ, SUPPRESSIONS
 
 from .conftest import Cluster
 
@@ -158,31 +158,32 @@ async def test_loyal_donor_chased_and_cancelling_is_suppressed_and_alerted(
 
 
 async def test_bad_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going(
-    cluster: Cluster,
+    cluster: Cluster, http: httpx.AsyncClient
 ) -> None:
-    """Malformed JSON, an invalid event and a key that disagrees with supporter_id each become
-    a dead letter with the reason and the original bytes; the valid event after them is
-    processed."""
+    """Malformed JSON and an invalid event each become a dead letter with the reason and the
+    original bytes; an opt-out with another key and one with no key are re-routed to their
+    supporter's partition and applied there; the valid event after them is processed."""
     worker = cluster.worker().start()
     await asyncio.to_thread(worker.wait_ready)
     invalid = call("S-bad", "e-invalid", NOW)
     invalid["outcome"] = "shouted"
     mismatch = opt_out("S-real", "e-mismatch", NOW)
-    raw = [
+    keyless = opt_out("S-nokey", "e-nokey", NOW)
+    raw: list[tuple[str, bytes | None, bytes]] = [
         (CALLS, b"S-bad", b'{"type": "call_outcome", '),
         (CALLS, b"S-bad", json.dumps(invalid).encode()),
-        (CALLS, b"S-other", json.dumps(mismatch).encode()),
+        (CONSENTS, b"S-other", json.dumps(mismatch).encode()),
+        (CONSENTS, None, json.dumps(keyless).encode()),
     ]
     await cluster.produce([], raw=raw)
     await cluster.produce([opt_out("S-good", "e-good", NOW)])
 
-    letters = await cluster.read(DLQ, at_least=3)
-    assert len(letters) == 3
+    letters = await cluster.read(DLQ, at_least=2)
+    assert len(letters) == 2
     originals = [base64.b64decode(letter["original_base64"]) for letter in letters]
-    assert originals == [value for _, _, value in raw]
+    assert originals == [value for _, _, value in raw[:2]]
     assert all(letter["source"] == cluster.topic(CALLS) for letter in letters)
     assert "outcome" in letters[1]["error"]
-    assert "supporter_id" in letters[2]["error"]
     logged = [
         json.loads(line)
         for line in worker.log_tail(2000).splitlines()
@@ -192,12 +193,16 @@ async def test_bad_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_goi
     assert {(e["topic"], e["error_kind"]) for e in logged} == {
         (cluster.topic(CALLS), "json"),
         (cluster.topic(CALLS), "validation"),
-        (cluster.topic(CALLS), "key_mismatch"),
     }
     assert all(isinstance(e["partition"], int) and isinstance(e["offset"], int) for e in logged)
-    records = await cluster.read(SUPPRESSIONS, at_least=1)
-    assert [r["supporter_id"] for r in records] == ["S-good"]
-    assert records[0]["reasons"][0]["code"] == "OPTED_OUT"
+    records = await cluster.read(SUPPRESSIONS, at_least=3)
+    assert sorted(r["supporter_id"] for r in records) == ["S-good", "S-nokey", "S-real"]
+    assert {r["reasons"][0]["code"] for r in records} == {"OPTED_OUT"}
+    metrics = (await http.get(f"{worker.url}/metrics")).text
+    assert 'relmon_events_consumed_total{result="rerouted",type="consent_change"} 2.0' in metrics
+    assert 'relmon_events_consumed_total{result="ok",type="consent_change"} 3.0' in metrics
+    answer = (await http.get(f"{worker.url}/suppressions/S-nokey")).json()
+    assert answer["suppressed"] is True
 
 
 async def test_kill_9_and_restart_keeps_state_and_sends_no_duplicate_alert(

@@ -13,6 +13,7 @@ from relmon.domain import Engine, SupporterState, load_policy
 from relmon.streaming.processor import Processor, partition_for
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+HOME = partition_for("S-1", 4)  # the partition that owns supporter S-1
 
 
 def call(eid: str, at: datetime, outcome: str = "declined", sid: str = "S-1") -> dict[str, Any]:
@@ -42,15 +43,23 @@ def processor() -> Processor:
 
 
 def handle(processor: Processor, body: bytes, key: bytes | None = b"S-1", offset: int = 0) -> Any:
-    return processor.handle("relmon.calls", 2, offset, key, body)
+    return processor.handle("relmon.calls", HOME, offset, key, body)
+
+
+def persist(processor: Processor) -> None:
+    """What the pipeline's persist step does, for a dict store."""
+    store: DictStore = processor.store  # type: ignore[assignment]
+    store.update({sid: state.to_bytes() for sid, state in processor.take_dirty().items()})
 
 
 def test_valid_event_is_persisted_and_its_suppression_emitted(processor: Processor) -> None:
-    """A reached marketing call stores the supporter's state and emits a suppression record
-    keyed by supporter_id."""
+    """A reached marketing call caches the supporter's new state for the pipeline to persist
+    (not the store: outputs leave first) and emits a suppression record keyed by
+    supporter_id."""
     result = handle(processor, json.dumps(call("e1", T0)).encode())
     assert result.error_kind is None
-    assert "S-1" in processor.store  # type: ignore[operator]
+    assert "S-1" in processor.dirty
+    assert not processor.store  # type: ignore[truthy-bool]
     records = [e for e in result.emits if e.output == "suppressions"]
     assert len(records) == 1
     assert records[0].key == b"S-1"
@@ -67,7 +76,6 @@ def test_valid_event_is_persisted_and_its_suppression_emitted(processor: Process
             "validation",
             "outcome",
         ),
-        (json.dumps(call("e1", T0)).encode(), b"S-2", "key_mismatch", "supporter_id"),
         (json.dumps(call("e1", T0)).encode(), b"\xff\xfe", "encoding", "key"),
         (b"\xff\xfe not utf-8", b"S-1", "encoding", ""),
     ],
@@ -81,10 +89,12 @@ def test_bad_messages_become_dead_letters(
     assert result.error_kind == kind
     assert [e.output for e in result.emits] == ["dlq"]
     letter = json.loads(result.emits[0].value)
-    assert (letter["source"], letter["partition"], letter["offset"]) == ("relmon.calls", 2, 17)
+    assert (letter["source"], letter["partition"], letter["offset"]) == ("relmon.calls", HOME, 17)
     assert base64.b64decode(letter["original_base64"]) == body
+    assert letter["original_size"] == len(body)
+    assert letter["original_truncated"] is False
     assert needle in letter["error"]
-    assert not processor.store  # type: ignore[truthy-bool]
+    assert not processor.dirty
 
 
 def test_redelivered_event_emits_nothing(processor: Processor) -> None:
@@ -100,6 +110,7 @@ def test_expiry_emits_a_lift_once_the_until_has_passed(processor: Processor) -> 
     """A MIN_GAP suppression is indexed for expiry, nothing is lifted before its until, and a
     lift is emitted (once) after it."""
     handle(processor, json.dumps(call("e1", T0)).encode())
+    persist(processor)
     state = SupporterState.from_bytes(processor.store.get("S-1") or b"")
     assert state.next_change_at is not None
     partition = partition_for("S-1", 4)
@@ -112,6 +123,7 @@ def test_expiry_emits_a_lift_once_the_until_has_passed(processor: Processor) -> 
 def test_expiry_index_is_rebuilt_from_stored_states(processor: Processor) -> None:
     """After a restart the expiry index is rebuilt from the states in the store."""
     handle(processor, json.dumps(call("e1", T0)).encode())
+    persist(processor)
     fresh = Processor(processor.engine, processor.store, partitions=4)
     assert fresh.rebuild_expiry(iter(processor.store.items())) == 1  # type: ignore[attr-defined]
 
@@ -144,11 +156,14 @@ def test_event_far_in_the_future_is_a_dead_letter(processor: Processor) -> None:
     """An event dated more than a day ahead of the worker's clock is refused with a reason,
     so it cannot make the supporter's real events look too old to count."""
     ahead = call("e-future", T0 + timedelta(days=400))
-    result = processor.handle("relmon.calls", 0, 5, b"S-1", json.dumps(ahead).encode(), now=T0)
-    assert result.error_kind == "validation"
+    body = json.dumps(ahead).encode()
+    result = processor.handle("relmon.calls", HOME, 5, b"S-1", body, now=T0)
+    assert result.error_kind == "future"
     assert "ahead of the worker's clock" in json.loads(result.emits[0].value)["error"]
-    assert not processor.store  # type: ignore[truthy-bool]
-    ok = processor.handle("relmon.calls", 0, 6, b"S-1", json.dumps(call("e2", T0)).encode(), now=T0)
+    assert not processor.dirty
+    ok = processor.handle(
+        "relmon.calls", HOME, 6, b"S-1", json.dumps(call("e2", T0)).encode(), now=T0
+    )
     assert ok.error_kind is None
 
 
@@ -163,7 +178,7 @@ def test_an_engine_failure_becomes_a_dead_letter(processor: Processor) -> None:
             raise ValueError("year 10000 is out of range")
 
     broken = Processor(Exploding(), DictStore(), partitions=4)  # type: ignore[arg-type]
-    result = broken.handle("relmon.calls", 1, 9, b"S-1", json.dumps(call("e1", T0)).encode())
+    result = broken.handle("relmon.calls", HOME, 9, b"S-1", json.dumps(call("e1", T0)).encode())
     assert result.error_kind == "processing"
     assert "year 10000 is out of range" in json.loads(result.emits[0].value)["error"]
 
@@ -172,6 +187,7 @@ def test_expiry_after_downtime_decides_each_lift_at_its_until(processor: Process
     """A tick long after a suppression ended emits the lift dated at the reason's until, not at
     the tick's wall-clock time."""
     handle(processor, json.dumps(call("e1", T0)).encode())
+    persist(processor)
     state = SupporterState.from_bytes(processor.store.get("S-1") or b"")
     due = state.next_change_at
     assert due is not None
@@ -182,3 +198,68 @@ def test_expiry_after_downtime_decides_each_lift_at_its_until(processor: Process
     assert [(r["suppressed"], r["decided_at"]) for r in lifts] == [
         (False, due.isoformat().replace("+00:00", "Z"))
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "partition", "why"),
+    [
+        (None, HOME, "no key"),
+        (b"S-2", HOME, "is not its supporter_id"),
+        (b"S-1", (HOME + 1) % 4, f"partition {(HOME + 1) % 4}, not its supporter's"),
+    ],
+)
+def test_misrouted_messages_are_sent_to_their_supporters_partition(
+    processor: Processor, key: bytes | None, partition: int, why: str, capsys: Any
+) -> None:
+    """A message without a key, with another key, or on another partition than its
+    supporter's is not applied where it is: it is re-sent unchanged to the same topic, keyed
+    by its supporter_id, on the supporter's partition (and applied when that copy arrives)."""
+    body = json.dumps(
+        {"type": "consent_change", "event_id": "o1", "supporter_id": "S-1",
+         "occurred_at": T0.isoformat(), "channel": "phone", "action": "opt_out",
+         "source": "web"}
+    ).encode()  # fmt: skip
+    result = processor.handle("relmon.consents", partition, 3, key, body)
+    assert result.status == "rerouted"
+    assert [(e.output, e.topic, e.partition, e.key, e.value) for e in result.emits] == [
+        ("reroute", "relmon.consents", HOME, b"S-1", body)
+    ]
+    assert not processor.dirty
+    assert why in capsys.readouterr().out
+    copy = processor.handle("relmon.consents", HOME, 9, b"S-1", body)
+    assert copy.status == "ok"
+    assert json.loads(copy.emits[0].value)["reasons"][0]["code"] == "OPTED_OUT"
+
+
+def test_a_dead_letter_never_exceeds_what_kafka_accepts(processor: Processor) -> None:
+    """An invalid message too large to carry whole in a dead letter keeps its coordinates,
+    error, size and SHA-256 and as much of the original as fits under the limit."""
+    import hashlib
+
+    from relmon.streaming.processor import MAX_DEAD_LETTER_BYTES
+
+    body = b"A" * 990_000
+    result = processor.handle("relmon.calls", 1, 44, b"X", body)
+    letter_bytes = result.emits[0].value
+    assert len(letter_bytes) <= MAX_DEAD_LETTER_BYTES
+    letter = json.loads(letter_bytes)
+    kept = base64.b64decode(letter["original_base64"])
+    assert 0 < len(kept) < len(body)
+    assert body.startswith(kept)
+    assert len(letter_bytes) > MAX_DEAD_LETTER_BYTES - 16  # as much as fits, not a token
+    assert letter["original_truncated"] is True
+    assert letter["original_size"] == len(body)
+    assert letter["original_sha256"] == hashlib.sha256(body).hexdigest()
+    assert (letter["source"], letter["partition"], letter["offset"]) == ("relmon.calls", 1, 44)
+    assert letter["kind"] == "json"
+
+
+def test_state_changes_in_one_batch_are_cached_once_per_supporter(processor: Processor) -> None:
+    """Several events of one supporter in a batch read each other's state from the write-back
+    cache, and the batch persists one state per supporter holding all of them."""
+    handle(processor, json.dumps(call("e1", T0)).encode())
+    handle(processor, json.dumps(call("e2", T0 + timedelta(hours=1))).encode(), offset=1)
+    dirty = processor.take_dirty()
+    assert list(dirty) == ["S-1"]
+    assert {"e1", "e2"} <= set(dirty["S-1"].event_ids())
+    assert processor.dirty == {}

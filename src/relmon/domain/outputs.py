@@ -111,7 +111,13 @@ class Alert(_Output):
 
 
 class DeadLetter(_Output):
-    """An input that could not be decoded or validated (topic ``relmon.dlq``)."""
+    """An input that could not be decoded, validated or applied (topic ``relmon.dlq``).
+
+    ``original_base64`` is the original message; when the whole of it would make the dead
+    letter larger than Kafka accepts, it holds only the first bytes, ``original_truncated`` is
+    true, and ``original_size`` and ``original_sha256`` still identify the original (the
+    live worker always sets these three; a file replay leaves them null).
+    """
 
     error: str
     kind: str
@@ -122,6 +128,9 @@ class DeadLetter(_Output):
     line: int | None
     original_base64: str
     policy_version: str
+    original_size: int | None = None
+    original_sha256: str | None = None
+    original_truncated: bool | None = None
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -246,5 +255,8 @@ def encode_dead_letter(d: DeadLetter) -> bytes:
             "line": d.line,
             "original_base64": d.original_base64,
             "policy_version": d.policy_version,
+            "original_size": d.original_size,
+            "original_sha256": d.original_sha256,
+            "original_truncated": d.original_truncated,
         }
     )

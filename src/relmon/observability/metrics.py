@@ -16,6 +16,8 @@ Metric                                               type       labels
 ``relmon_recovery_in_progress``                      gauge      –
 ``relmon_partners_tracked``                          gauge      –
 ``relmon_build_info``                                gauge (1)  version, policy_version
+``relmon_pipeline_stalled``                          gauge      –
+``relmon_pipeline_failures_total``                   counter    step
 
 Every label set is bounded: event types, results, reasons, purposes and dead-letter kinds
 are the contract's enums (an unknown value is counted under ``unknown``/``OTHER``); partners
@@ -42,12 +44,21 @@ log = get_logger(__name__)
 
 EVENT_TYPES: tuple[str, ...] = tuple(TOPIC_OF_TYPE)
 UNKNOWN_TYPE = "unknown"  # a dead letter whose type could not be read
-RESULTS = ("ok", "duplicate", "dead_letter")
+RESULTS = ("ok", "duplicate", "rerouted", "late", "dead_letter")
 REASONS: tuple[str, ...] = get_args(ReasonCode)
 LIFTED = "LIFTED"  # a decision that lifts a suppression (no reason left in force)
 OTHER_REASON = "OTHER"  # a reason code newer than this module
 PURPOSES: tuple[str, ...] = get_args(CampaignPurpose)
-DEAD_LETTER_KINDS = ("encoding", "json", "validation", "key_mismatch")
+DEAD_LETTER_KINDS = (
+    "encoding",
+    "json",
+    "validation",
+    "future",
+    "processing",
+    "late",
+    "key_mismatch",
+)
+PIPELINE_STEPS = ("emit", "persist")
 OTHER = "other"
 DEFAULT_MAX_PARTNERS = 50
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -127,7 +138,8 @@ class RelmonMetrics:
         self.registry = registry
         self.events = Counter(
             "relmon_events_consumed",
-            "Input events consumed, by event type and result (ok, duplicate, dead_letter).",
+            "Input events consumed, by event type and result (ok, duplicate, rerouted, late, "
+            "dead_letter).",
             ["type", "result"],
             registry=registry,
         )
@@ -189,6 +201,19 @@ class RelmonMetrics:
             ["version", "policy_version"],
             registry=registry,
         )
+        self.stalled = Gauge(
+            "relmon_pipeline_stalled",
+            "1 while the batch in hand cannot send its outputs or persist its state (nothing "
+            "is acknowledged meanwhile; the worker retries and reports not ready), else 0.",
+            registry=registry,
+        )
+        self.pipeline_failures = Counter(
+            "relmon_pipeline_failures",
+            "Failed attempts to send a batch's outputs (step emit) or persist its state "
+            "(step persist); each is retried, never skipped.",
+            ["step"],
+            registry=registry,
+        )
         self._lag_series: set[tuple[str, str]] = set()
         self.partners = PartnerLabels(max_partners)
         self._init_known_labels()
@@ -201,8 +226,11 @@ class RelmonMetrics:
             self.decisions.labels(reason)
         for kind in (*DEAD_LETTER_KINDS, OTHER):
             self.dead_letters.labels(kind)
+        for step in PIPELINE_STEPS:
+            self.pipeline_failures.labels(step)
         self._init_partner(OTHER)
         self.recovering.set(0)
+        self.stalled.set(0)
 
     def _init_partner(self, partner: str) -> None:
         for purpose in PURPOSES:
@@ -219,7 +247,7 @@ class RelmonMetrics:
 
     # --- what the worker calls ---------------------------------------------------------
     def event_consumed(self, event_type: str | None, result: str) -> None:
-        """Count one input message; ``result`` is ``ok``, ``duplicate`` or ``dead_letter``."""
+        """Count one input message; ``result`` is one of :data:`RESULTS`."""
         if result not in RESULTS:
             raise ValueError(f"result must be one of {RESULTS}, got {result!r}")
         label = event_type if event_type in EVENT_TYPES else UNKNOWN_TYPE
@@ -247,7 +275,7 @@ class RelmonMetrics:
         self.suppressed_calls.labels(self._partner(partner_id)).inc()
 
     def dead_letter(self, kind: str) -> None:
-        """Count a dead letter; kinds: encoding, json, validation, key_mismatch (else other)."""
+        """Count a dead letter; kinds: :data:`DEAD_LETTER_KINDS` (else other)."""
         self.dead_letters.labels(kind if kind in DEAD_LETTER_KINDS else OTHER).inc()
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
@@ -266,6 +294,14 @@ class RelmonMetrics:
         self._lag_series = set()
         for (topic, partition), lag in lags.items():
             self.set_lag(topic, partition, lag)
+
+    def pipeline_failure(self, step: str) -> None:
+        """Count a failed attempt of a pipeline step and mark the pipeline stalled."""
+        self.pipeline_failures.labels(step if step in PIPELINE_STEPS else OTHER).inc()
+        self.stalled.set(1)
+
+    def pipeline_flowing(self) -> None:
+        self.stalled.set(0)
 
     def set_recovery(self, in_recovery: bool) -> None:
         self.recovering.set(1 if in_recovery else 0)

@@ -14,27 +14,28 @@ which a timer sends the wall-clock time every few seconds. A tick for partition 
 agent emit the expiries (lifts) due in *p*: table writes happen only inside the agent, on the
 partition of the event being processed, as Faust requires.
 
-Delivery is at least once with idempotent processing: a redelivered event is a duplicate
-``event_id`` in the restored state and changes nothing; when a message raises alerts, the
-producer is flushed (state changelog first) before the alert is sent, so a crash cannot leave
-an alert whose state change was lost.
+Delivery is at least once with idempotent processing. Each batch goes apply → emit →
+persist → ack (:mod:`relmon.streaming.pipeline` says why that order loses nothing); the agent
+acks a batch only when the pipeline finished it, and its supervisor crashes the worker
+rather than restart the agent, since a restarted agent would commit past what it dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any, cast
 
 import faust
-import structlog
+import mode
 from prometheus_client import CollectorRegistry
 
-from relmon.domain import Engine, Policy
+from relmon.domain import Engine, Policy, SupporterState
 from relmon.observability.logging import get_logger
 from relmon.observability.metrics import (
     RelmonMetrics,
@@ -42,7 +43,8 @@ from relmon.observability.metrics import (
     sample_consumer_lag,
 )
 from relmon.settings import Settings
-from relmon.streaming.processor import Emit, Processor, Result
+from relmon.streaming.pipeline import BatchPipeline
+from relmon.streaming.processor import Emit, Processor, partition_for
 from relmon.topics import ALERTS, DLQ, INPUT_TOPICS, SUPPRESSIONS
 
 log = get_logger(__name__)
@@ -50,17 +52,29 @@ TABLE_NAME = "supporter-state"
 
 
 class TableStore:
-    """The Faust table seen as a :class:`~relmon.streaming.processor.StateStore`."""
+    """The Faust table seen as a :class:`~relmon.streaming.processor.StateStore`.
 
-    def __init__(self, table: Any) -> None:
+    Reads and writes name the supporter's partition explicitly. Faust's RocksDB store would
+    otherwise take the partition of the stream's *current event*, which inside a batch is
+    whichever message the stream yielded last: a read would look in the wrong partition's
+    database and find nothing.
+    """
+
+    def __init__(self, table: Any, partitions: int) -> None:
         self.table = table
+        self.partitions = partitions
+
+    def _db(self, key: str) -> Any:
+        return self.table.data._db_for_partition(partition_for(key, self.partitions))
 
     def get(self, key: str) -> bytes | None:
-        value = self.table.get(key.encode())
+        value = self._db(key).get(key.encode())
         return bytes(value) if value is not None else None
 
-    def __setitem__(self, key: str, value: bytes) -> None:
-        self.table[key.encode()] = value
+    def put(self, key: bytes, value: bytes, partition: int) -> None:
+        """Write to the local store only (the changelog is the caller's, before this)."""
+        self.table.data._db_for_partition(partition).put(key, value)
+        self.table.data._key_index[key] = partition
 
     def items(self) -> Iterator[tuple[str, bytes]]:
         for key, value in self.table.items():
@@ -80,12 +94,15 @@ class Worker:
     table: Any
     outputs: dict[str, Any]
     metrics: RelmonMetrics
+    pipeline: BatchPipeline | None = None
 
     @property
     def ready(self) -> bool:
+        """Recovered, not rebalancing, and the batch in hand not stalled on Kafka."""
         tables = cast(Any, self.app.tables)  # the TableManager's recovery is not in its type
         recovered = tables.recovery.completed.is_set() and not tables.recovery.in_recovery
-        return bool(recovered and not self.app.rebalancing)
+        stalled = self.pipeline is not None and self.pipeline.stalled is not None
+        return bool(recovered and not self.app.rebalancing and not stalled)
 
 
 def build_worker(settings: Settings, policy: Policy) -> Worker:
@@ -133,7 +150,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         options={"block_cache_size": 64 * 1024**2, "block_cache_compressed_size": 16 * 1024**2},
     )
     engine = Engine(policy)
-    store = TableStore(table)
+    store = TableStore(table, settings.partitions)
     processor = Processor(engine, store, partitions=settings.partitions)
     metrics = RelmonMetrics(CollectorRegistry())
     metrics.set_build_info(version("relmon"), policy.version)
@@ -142,63 +159,80 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     ticks_name = ticks.get_topic_name()
 
     topic_of = {name: topic.get_topic_name() for name, topic in outputs.items()}
+    partitions = settings.partitions
 
-    async def send(emits: list[Emit]) -> None:
+    async def send(emits: Sequence[Emit]) -> None:
+        """Step 2: every output on Kafka, acknowledged (raises if any send fails)."""
         producer = app.producer
         pending = [
-            await producer.send(topic_of[e.output], e.key, e.value, None, None, None) for e in emits
+            await producer.send(
+                e.topic or topic_of[e.output], e.key, e.value, e.partition, None, None
+            )
+            for e in emits
         ]
         if pending:
             await asyncio.gather(*pending)
 
-    def handle(event: Any, now: datetime) -> list[Emit]:
-        """One message: an input event, or a tick that makes due expiries lift. ``now`` is
-        the wall clock at the start of the batch (future-dated events are refused by it)."""
-        message = event.message
-        # Every log line written while handling this message carries where it came from.
-        structlog.contextvars.bind_contextvars(
-            topic=message.topic, partition=message.partition, offset=message.offset
-        )
-        if message.topic == ticks_name:
-            if not processor.expiry.built:
-                count = processor.rebuild_expiry(store.items())
-                log.info("expiry index rebuilt", supporters_with_expiry=count)
-            tick_at = datetime.fromisoformat(bytes(event.value).decode())
-            return list(processor.expire(message.partition, tick_at))
-        started = time.perf_counter()
-        result = processor.handle(
-            message.topic,
-            message.partition,
-            message.offset,
-            event.key,
-            event.value,
-            now=now,
-        )
-        record_metrics(metrics, result)
-        if result.error_kind is not None:
-            log.warning("dead letter", error_kind=result.error_kind)
-        metrics.observe_latency(time.perf_counter() - started)
-        return result.emits
+    async def persist(states: Mapping[str, SupporterState]) -> None:
+        """Step 3: each state to the changelog (acknowledged), then to the local store."""
+        if not states:
+            return
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == ticks_name}
+        writes = []
+        for sid, state in states.items():
+            partition = partition_for(sid, partitions)
+            if partition not in owned:
+                # revoked while this batch was in hand: its new owner consumes the batch's
+                # messages again (they were never acknowledged) and persists them itself
+                log.info("state not persisted: partition revoked", partition=partition)
+                continue
+            writes.append((partition, sid.encode(), state.to_bytes()))
+        sent = [table.send_changelog(part, key, value) for part, key, value in writes]
+        await asyncio.gather(*sent)
+        for part, key, value in writes:
+            store.put(key, value, part)
+
+    pipeline = BatchPipeline(
+        processor,
+        metrics,
+        send=send,
+        persist=persist,
+        ticks_topic=ticks_name,
+        store_items=store.items,
+    )
+    worker.pipeline = pipeline
 
     @app.agent(
-        app.topic(*sources.topics, ticks_name, key_type=bytes, value_type=bytes), concurrency=1
+        app.topic(*sources.topics, ticks_name, key_type=bytes, value_type=bytes),
+        concurrency=1,
+        supervisor_strategy=mode.CrashingSupervisor,
     )
     async def process(stream: Any) -> AsyncIterator[None]:
-        # Events come in small batches (at most `batch_max`, or what arrived within 5 ms):
-        # Faust's per-event hand-off is what limits throughput, not the engine. Each event is
-        # made the stream's current event before its table write, so the write lands in that
-        # event's partition (store and changelog) as Faust requires. The batch is acked only
-        # after its outputs are sent: at-least-once, and redelivery is idempotent.
-        async for batch in stream.take_events(settings.batch_max, within=0.005):
-            emits: list[Emit] = []
-            now = datetime.now(UTC)
-            for event in batch:
-                stream._set_current_event(event)  # table writes need the current event
-                emits += handle(event, now)
-            if any(e.output == "alerts" for e in emits):
-                await app.producer.flush()  # the state changelog lands before the alert
-            structlog.contextvars.clear_contextvars()
-            await send(emits)
+        # Events are gathered into a batch while more are already waiting in the stream's
+        # queue (at most `batch_max`), then the batch goes through relmon.streaming.pipeline
+        # (apply → emit → persist) and only then is each of its events acked. Acks are
+        # manual (`enable_acks = False`): nothing is acked when the pipeline did not finish,
+        # whatever stops the agent. Faust's take_events is not used: it acks its batch in a
+        # `finally` even when the body failed, and its event list can disagree with its
+        # values (an event listed twice, another never), which lost messages.
+        stream.enable_acks = False
+        waiting = stream.channel.queue.empty
+        batch: list[Any] = []
+        async for event in stream.events():
+            batch.append(event)
+            if len(batch) < settings.batch_max and not waiting():
+                continue
+            try:
+                await pipeline.run([held.message for held in batch], datetime.now(UTC))
+            except Exception:
+                # Not a bad message (those are dead letters) nor Kafka failing (retried):
+                # a bug. Stop at once, acking nothing; the batch is consumed again on restart.
+                log.critical("unexpected error in the batch pipeline: stopping", exc_info=True)
+                logging.shutdown()
+                os._exit(70)
+            for held in batch:
+                await stream.ack(held)
+            batch = []
             yield None
 
     @app.timer(interval=settings.expiry_interval_s)  # type: ignore[untyped-decorator]
@@ -224,25 +258,6 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
 
     install_routes(worker)
     return worker
-
-
-def record_metrics(metrics: RelmonMetrics, result: Result) -> None:
-    """Count one handled message: its result, new reasons, alerts, dead letters."""
-    if result.error_kind is not None:
-        metrics.event_consumed(None, "dead_letter")
-        metrics.dead_letter(result.error_kind)
-        return
-    event_type = result.event.type if result.event is not None else None
-    metrics.event_consumed(event_type, "duplicate" if result.duplicate else "ok")
-    for code in result.new_reasons:
-        metrics.decision(code)
-    for alert in result.outcome.alerts if result.outcome is not None else []:
-        partner = alert.contact.partner_id if alert.contact is not None else None
-        if alert.kind == "churn_after_contact" and alert.contact is not None:
-            lost = alert.donation.monthly_amount_lost_cents if alert.donation else 0
-            metrics.churn_alert(partner, alert.contact.campaign_purpose, lost)
-        elif alert.kind == "call_while_suppressed":
-            metrics.call_while_suppressed(partner)
 
 
 def ticks_topic_name(settings: Settings) -> str:

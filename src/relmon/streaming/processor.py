@@ -1,12 +1,24 @@
 """What the worker does with one Kafka message, without Faust.
 
-The agent body stays thin: it hands each message to :class:`Processor`, which decodes and
-validates it, applies the engine to the supporter's state read from a :class:`StateStore`,
-writes the new state back and returns what to send. The Faust table implements
-``StateStore`` in production; tests use a dict.
+:class:`Processor` decodes and validates a message, applies the engine to the supporter's
+state and says what to send. It never writes the state store itself: new states wait in a
+write-back cache (:meth:`Processor.take_dirty`) until the batch's outputs are on Kafka, and
+the batch pipeline (:mod:`relmon.streaming.pipeline`) persists them; see there for the order.
 
-A message that cannot be decoded or validated, or whose Kafka key disagrees with its
-``supporter_id``, becomes a dead letter; nothing raises out of :meth:`Processor.handle`.
+Nothing raises out of :meth:`Processor.handle`. Every message ends as exactly one of:
+
+* **applied** — its outputs (suppression records, alerts) are returned, its state cached;
+* **duplicate** — its ``event_id`` is already in the supporter's state: nothing to do;
+* **re-routed** — its Kafka key is missing or is not its ``supporter_id``, or it sits on a
+  partition other than its supporter's: it is sent again, unchanged, to the same topic with
+  the supporter's key and partition (murmur2, as Kafka's Java client and aiokafka compute
+  it), and applied when that copy arrives. So no event is applied on a partition that does
+  not own its supporter, and an opt-out sent without a key is still honoured;
+* **dead letter** — it cannot be decoded or validated, is dated too far ahead of the
+  worker's clock, the engine cannot process it, or it is *late*: older than anything the
+  supporter's state still keeps, so it can no longer change a decision (kind ``late``).
+  A dead letter carries the message's coordinates and the reason, and as much of the
+  original as Kafka accepts (:func:`dead_letter`).
 """
 
 from __future__ import annotations
@@ -14,7 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -36,36 +48,49 @@ from relmon.domain import (
 from relmon.errors import InvalidEvent
 
 MAX_EXPIRY_STEPS = 32  # successive untils handled per supporter and tick (bounded work)
+# A dead letter must fit in one Kafka message: the broker's and the producer's default limit
+# is about 1 MB (message.max.bytes 1,048,588; max.request.size 1,048,576). Keep well below.
+MAX_DEAD_LETTER_BYTES = 900_000
+MAX_ERROR_CHARS = 2_000
+MAX_DLQ_KEY_BYTES = 256
 log = structlog.get_logger(__name__)
 
 
 class StateStore(Protocol):
-    """Per-supporter state bytes, keyed by supporter id."""
+    """Per-supporter state bytes, keyed by supporter id (read only: the pipeline writes)."""
 
     def get(self, key: str) -> bytes | None: ...
-
-    def __setitem__(self, key: str, value: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
 class Emit:
-    """One message to send: which output (``suppressions``, ``alerts``, ``dlq``), key, value."""
+    """One message to send: which output (``suppressions``, ``alerts``, ``dlq``, or
+    ``reroute`` with its own ``topic`` and ``partition``), key and value."""
 
     output: str
     key: bytes | None
     value: bytes
+    topic: str | None = None
+    partition: int | None = None
 
 
 @dataclass
 class Result:
-    """What handling one message produced, for the agent and for metrics."""
+    """What handling one message produced, for the pipeline and for metrics.
+
+    ``status`` is ``ok``, ``duplicate``, ``rerouted``, ``late`` or ``dead_letter``.
+    """
 
     emits: list[Emit] = field(default_factory=list)
     event: InputEvent | None = None
+    status: str = "ok"
     error_kind: str | None = None
     outcome: Outcome | None = None
-    duplicate: bool = False
     new_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def duplicate(self) -> bool:
+        return self.status == "duplicate"
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -136,8 +161,54 @@ class SuppressionCounts:
         return {code: n for code, n in self.by_reason.items() if n > 0}
 
 
+def dead_letter(
+    *,
+    error: str,
+    kind: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    value: bytes | None,
+    policy_version: str,
+    field_name: str | None = None,
+    limit: int = MAX_DEAD_LETTER_BYTES,
+) -> bytes:
+    """The encoded dead letter of one message, never larger than ``limit`` bytes.
+
+    It keeps the original whole when that fits; otherwise the first bytes that fit, with
+    ``original_truncated`` true. Its size and SHA-256 always identify the whole original.
+    """
+    original = value or b""
+    if len(error) > MAX_ERROR_CHARS:
+        error = error[:MAX_ERROR_CHARS] + f"… ({len(error) - MAX_ERROR_CHARS} more characters)"
+    letter = DeadLetter(
+        error=error,
+        kind=kind,
+        field=field_name,
+        source=topic,
+        partition=partition,
+        offset=offset,
+        line=None,
+        original_base64="",
+        policy_version=policy_version,
+        original_size=len(original),
+        original_sha256=hashlib.sha256(original).hexdigest(),
+        original_truncated=False,
+    )
+    # base64 makes 4 characters of 3 bytes; JSON escapes none of them
+    room = (limit - len(encode_dead_letter(letter)) - 8) // 4 * 3
+    kept = original if len(original) <= room else original[: max(room, 0)]
+    whole = letter.model_copy(
+        update={
+            "original_base64": base64.b64encode(kept).decode("ascii"),
+            "original_truncated": len(kept) < len(original),
+        }
+    )
+    return encode_dead_letter(whole)
+
+
 class Processor:
-    """Decode → apply the engine → persist → say what to emit. One per worker."""
+    """Decode → apply the engine → cache the new state → say what to emit. One per worker."""
 
     def __init__(
         self,
@@ -149,9 +220,12 @@ class Processor:
     ) -> None:
         self.engine = engine
         self.store = store
+        self.partitions = partitions
         self.max_future = max_future
         self.expiry = ExpiryIndex(partitions)
         self.suppressions = SuppressionCounts()
+        # new states of the batch in hand, not yet persisted (read before the store)
+        self.dirty: dict[str, SupporterState] = {}
 
     def handle(
         self,
@@ -171,9 +245,9 @@ class Processor:
                 topic, partition, offset, key, value, "key: not valid UTF-8", "encoding"
             )
         try:
-            event = parse_event(value if value is not None else b"", key=text_key)
+            event = parse_event(value if value is not None else b"")
         except InvalidEvent as exc:
-            return self._dead(topic, partition, offset, key, value, str(exc), exc.kind)
+            return self._dead(topic, partition, offset, key, value, str(exc), exc.kind, exc.field)
         if now is not None and event.occurred_at > now + self.max_future:
             # One event dated far ahead would move the supporter's clock there and make every
             # real event after it look too old to count: refuse it instead.
@@ -182,10 +256,14 @@ class Processor:
                 f"{self.max_future} ahead of the worker's clock ({now.isoformat()}); "
                 "check the producer's clock and time zone"
             )
-            return self._dead(topic, partition, offset, key, value, error, "validation")
-        state = self.load(event.supporter_id)
+            return self._dead(topic, partition, offset, key, value, error, "future", "occurred_at")
+        sid = event.supporter_id
+        home = partition_for(sid, self.partitions)
+        if text_key != sid or partition != home:
+            return self._reroute(topic, partition, offset, text_key, value or b"", event, home)
+        state = self.load(sid)
         if state is not None and event.event_id in state.event_ids():
-            return Result(event=event, duplicate=True)
+            return Result(event=event, status="duplicate")
         try:
             outcome = self.engine.apply(state, event)
         except Exception as exc:
@@ -194,18 +272,30 @@ class Processor:
             log.exception("engine failed on an event", event_id=event.event_id)
             error = f"the engine could not process this event: {type(exc).__name__}: {exc}"
             return self._dead(topic, partition, offset, key, value, error, "processing")
+        if outcome.late is not None:
+            dead = self._dead(topic, partition, offset, key, value, outcome.late, "late")
+            dead.event, dead.status = event, "late"
+            return dead
         result = Result(event=event, outcome=outcome)
         if outcome.state is not state:
-            self.store[event.supporter_id] = outcome.state.to_bytes()
+            self.dirty[sid] = outcome.state
             self.expiry.note(outcome.state)
-        result.new_reasons = self.suppressions.update(event.supporter_id, outcome)
-        result.emits.extend(self._emits(event.supporter_id, outcome))
+        result.new_reasons = self.suppressions.update(sid, outcome)
+        result.emits.extend(self._emits(sid, outcome))
         return result
 
     def load(self, supporter_id: str) -> SupporterState | None:
-        """The supporter's stored state, or None if never seen."""
+        """The supporter's latest state (this batch's, else the store's), or None if never seen."""
+        cached = self.dirty.get(supporter_id)
+        if cached is not None:
+            return cached
         raw = self.store.get(supporter_id)
         return SupporterState.from_bytes(raw) if raw is not None else None
+
+    def take_dirty(self) -> dict[str, SupporterState]:
+        """The states changed since the last call, to persist; the cache starts empty again."""
+        dirty, self.dirty = self.dirty, {}
+        return dirty
 
     def expire(self, partition: int, now: datetime) -> Iterator[Emit]:
         """Lifts (or records with the remaining reasons) for this partition's due supporters.
@@ -230,16 +320,22 @@ class Processor:
                 state = outcome.state
                 self.suppressions.update(sid, outcome)
                 yield from self._emits(sid, outcome)
-            self.store[sid] = state.to_bytes()
+            if state is not loaded:
+                self.dirty[sid] = state
             self.expiry.note(state)
 
-    def rebuild_expiry(self, items: Iterator[tuple[str, bytes]]) -> int:
+    def rebuild_expiry(self, items: Iterable[tuple[str, bytes]]) -> int:
         """Rebuild the expiry index and the suppression counts from every local state (at
         start-up and after a rebalance, when partitions moved)."""
         self.expiry.due.clear()
         self.suppressions.clear()
         for sid, raw in items:
+            if sid in self.dirty:
+                continue
             state = SupporterState.from_bytes(raw)
+            self.expiry.note(state)
+            self.suppressions.set(sid, codes_in_force(state))
+        for sid, state in self.dirty.items():
             self.expiry.note(state)
             self.suppressions.set(sid, codes_in_force(state))
         self.expiry.built = True
@@ -253,6 +349,32 @@ class Processor:
         for alert in outcome.alerts:
             yield Emit("alerts", key, encode_alert(alert))
 
+    def _reroute(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: str | None,
+        value: bytes,
+        event: InputEvent,
+        home: int,
+    ) -> Result:
+        if key is None:
+            why = "the message has no key"
+        elif key != event.supporter_id:
+            why = f"its key {key[:80]!r} is not its supporter_id"
+        else:
+            why = f"it arrived on partition {partition}, not its supporter's"
+        log.info(
+            "event re-routed to its supporter's partition",
+            event_id=event.event_id,
+            reason=why,
+            to_partition=home,
+        )
+        sid = event.supporter_id.encode()
+        emit = Emit("reroute", sid, value, topic=topic, partition=home)
+        return Result(emits=[emit], event=event, status="rerouted")
+
     def _dead(
         self,
         topic: str,
@@ -262,16 +384,18 @@ class Processor:
         value: bytes | None,
         error: str,
         kind: str,
+        field_name: str | None = None,
     ) -> Result:
-        letter = DeadLetter(
+        letter = dead_letter(
             error=error,
             kind=kind,
-            source=topic,
+            topic=topic,
             partition=partition,
             offset=offset,
-            line=None,
-            original_base64=base64.b64encode(value or b"").decode("ascii"),
+            value=value,
             policy_version=self.engine.policy.version,
+            field_name=field_name,
         )
-        dlq_key = key if key is not None else hashlib.sha256(value or b"").hexdigest()[:16].encode()
-        return Result(emits=[Emit("dlq", dlq_key, encode_dead_letter(letter))], error_kind=kind)
+        if key is None or len(key) > MAX_DLQ_KEY_BYTES:
+            key = hashlib.sha256(value or b"").hexdigest()[:16].encode()
+        return Result(emits=[Emit("dlq", key, letter)], status="dead_letter", error_kind=kind)

@@ -1,0 +1,192 @@
+"""The worker's processing protocol: what happens to one batch of messages, in which order.
+
+Every batch the agent takes goes through four steps, strictly one after the other::
+
+    1. apply    each message in order: decode, validate, apply the engine. Pure and
+                synchronous; nothing raises (a message that cannot be applied becomes a
+                dead letter or a re-routed copy, see relmon.streaming.processor). New states
+                wait in the processor's write-back cache: one per supporter per batch.
+    2. emit     send every output of the batch (suppression records, alerts, dead letters,
+                re-routed messages) and wait until Kafka acknowledges each one.
+    3. persist  send each changed supporter's state to the table's changelog topic, wait for
+                the acknowledgements, and only then write it to the local RocksDB store.
+    4. ack      acknowledge the batch's messages; Faust commits acknowledged offsets.
+
+Why nothing is lost, whatever stops the worker and when (kill -9 included):
+
+* Offsets are committed only for acknowledged messages, and a message is acknowledged only
+  after steps 2 and 3 completed for its whole batch. Anything not acknowledged is consumed
+  again after a restart or a rebalance.
+* Outputs leave before the state is written anywhere. A crash after step 2 leaves the
+  old state, so the redelivered messages are applied again and their outputs sent again:
+  the same records and alerts, with the same deterministic alert ids (harmless). A crash
+  in step 3 leaves the changelog ahead of (or equal to) the local store, never behind it:
+  a redelivered message found already applied is one whose outputs had left in step 2.
+* A step that fails (broker down, an output refused) is retried with back-off, forever,
+  with the batch unacknowledged: the worker reports not ready, logs at error level and
+  counts the failure (``relmon_pipeline_failures_total``, ``relmon_pipeline_stalled``).
+  It never skips ahead. An unexpected exception (a bug) stops the process without
+  acknowledging anything (see relmon.streaming.app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+import structlog
+
+from relmon.domain import SupporterState
+from relmon.observability.logging import get_logger
+from relmon.observability.metrics import RelmonMetrics
+from relmon.streaming.processor import Emit, Processor, Result
+
+log = get_logger(__name__)
+_T = TypeVar("_T")
+
+
+class Incoming(Protocol):
+    """One consumed message (Faust's ``Message`` has these attributes)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+SendOutputs = Callable[[Sequence[Emit]], Awaitable[None]]
+PersistStates = Callable[[Mapping[str, SupporterState]], Awaitable[None]]
+
+
+class BatchPipeline:
+    """Runs batches through apply → emit → persist; the caller acknowledges afterwards."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        metrics: RelmonMetrics,
+        *,
+        send: SendOutputs,
+        persist: PersistStates,
+        ticks_topic: str,
+        store_items: Callable[[], Iterable[tuple[str, bytes]]],
+        retry_first_s: float = 0.2,
+        retry_max_s: float = 15.0,
+    ) -> None:
+        self.processor = processor
+        self.metrics = metrics
+        self.send = send
+        self.persist = persist
+        self.ticks_topic = ticks_topic
+        self.store_items = store_items
+        self.retry_first_s = retry_first_s
+        self.retry_max_s = retry_max_s
+        self.stalled: str | None = None  # what the batch in hand is waiting for, if failing
+
+    async def run(self, messages: Sequence[Incoming], now: datetime) -> list[Emit]:
+        """Take one batch through steps 1–3; returns what it sent. Returns only when every
+        output is on Kafka and every changed state is in the changelog and the store."""
+        emits = self.apply(messages, now)
+        dirty = self.processor.take_dirty()
+        await self._until_done("emit", self.send, emits)
+        await self._until_done("persist", self.persist, dirty)
+        return emits
+
+    def apply(self, messages: Sequence[Incoming], now: datetime) -> list[Emit]:
+        """Step 1: every message of the batch, in order (no I/O, nothing raises)."""
+        processor = self.processor
+        emits: list[Emit] = []
+        bind = structlog.contextvars.bind_contextvars
+        try:
+            for message in messages:
+                # Every log line written while handling this message says where it came from.
+                bind(topic=message.topic, partition=message.partition, offset=message.offset)
+                if message.topic == self.ticks_topic:
+                    emits += self._tick(message)
+                    continue
+                started = time.perf_counter()
+                result = processor.handle(
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    message.key,
+                    message.value,
+                    now=now,
+                )
+                record_metrics(self.metrics, result)
+                if result.error_kind is not None:
+                    log.warning("dead letter", error_kind=result.error_kind)
+                self.metrics.observe_latency(time.perf_counter() - started)
+                emits += result.emits
+        finally:
+            structlog.contextvars.clear_contextvars()
+        return emits
+
+    def _tick(self, message: Incoming) -> list[Emit]:
+        """A tick for one partition: lift (or re-decide) what fell due by then."""
+        processor = self.processor
+        if not processor.expiry.built:
+            count = processor.rebuild_expiry(self.store_items())
+            log.info("expiry index rebuilt", supporters_with_expiry=count)
+        try:
+            tick_at = datetime.fromisoformat(bytes(message.value or b"").decode())
+        except (UnicodeDecodeError, ValueError):
+            log.warning("ignored a tick that is not an ISO time", value=repr(message.value)[:80])
+            return []
+        return list(processor.expire(message.partition, tick_at))
+
+    async def _until_done(
+        self, step: str, action: Callable[[_T], Awaitable[None]], arg: _T
+    ) -> None:
+        """Run ``action(arg)`` until it succeeds, backing off between attempts."""
+        delay = self.retry_first_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await action(arg)
+            except Exception as exc:  # noqa: BLE001  # any failure: retry, never skip
+                self.stalled = f"{step}: {type(exc).__name__}: {exc}"
+                self.metrics.pipeline_failure(step)
+                log.error(
+                    "batch stalled: will retry, nothing is acknowledged meanwhile",
+                    step=step,
+                    attempt=attempt,
+                    retry_in_s=round(delay, 2),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            if self.stalled is not None:
+                log.info("batch flowing again", step=step, attempts=attempt)
+                self.stalled = None
+                self.metrics.pipeline_flowing()
+            return
+
+
+def record_metrics(metrics: RelmonMetrics, result: Result) -> None:
+    """Count one handled message: its result, new reasons, alerts, dead letters."""
+    event_type = result.event.type if result.event is not None else None
+    metrics.event_consumed(event_type, result.status)
+    if result.error_kind is not None:
+        metrics.dead_letter(result.error_kind)
+        return
+    for code in result.new_reasons:
+        metrics.decision(code)
+    for alert in result.outcome.alerts if result.outcome is not None else []:
+        partner = alert.contact.partner_id if alert.contact is not None else None
+        if alert.kind == "churn_after_contact" and alert.contact is not None:
+            lost = alert.donation.monthly_amount_lost_cents if alert.donation else 0
+            metrics.churn_alert(partner, alert.contact.campaign_purpose, lost)
+        elif alert.kind == "call_while_suppressed":
+            metrics.call_while_suppressed(partner)

@@ -1,0 +1,194 @@
+"""The batch protocol (apply → emit → persist → ack) against a model of Kafka and the store.
+
+The model keeps what survives a kill -9: the output topics, the changelog, the local store
+and the committed offset. A crash is injected at every point of the protocol in turn; the
+worker then restarts from what survived (on the same volume, or with an empty one) and
+consumes again from the committed offset. Whatever the crash point, every opt-out must have
+its suppressed record on the output topic and be in the changelog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from relmon.domain import Engine, SupporterState, load_policy
+from relmon.observability.metrics import RelmonMetrics
+from relmon.streaming.pipeline import BatchPipeline
+from relmon.streaming.processor import Emit, Processor, partition_for
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+PARTITIONS = 4
+BATCH = 3
+
+
+@dataclass(frozen=True)
+class Msg:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class Killed(BaseException):
+    """kill -9: nothing after it runs (not an Exception, so no retry catches it)."""
+
+
+@dataclass
+class World:
+    """What outlives the worker process: topics, changelog, local store, committed offset."""
+
+    outputs: list[Emit] = field(default_factory=list)
+    changelog: dict[str, bytes] = field(default_factory=dict)
+    local: dict[str, bytes] = field(default_factory=dict)
+    committed: int = 0
+    steps: int = 0
+    crash_at: int | None = None
+
+    def step(self) -> None:
+        """One point of the protocol where the process may die."""
+        self.steps += 1
+        if self.steps == self.crash_at:
+            raise Killed
+
+
+def opt_out(offset: int, i: int) -> Msg:
+    """A phone opt-out of supporter S-<i> at ``offset`` of partition 0 (its supporter's)."""
+    sid = f"S-{i}"
+    assert partition_for(sid, PARTITIONS) == 0
+    body = {
+        "type": "consent_change",
+        "event_id": f"o-{i}",
+        "supporter_id": sid,
+        "occurred_at": (T0 + timedelta(minutes=i)).isoformat(),
+        "channel": "phone",
+        "action": "opt_out",
+        "source": "web",
+    }
+    return Msg("relmon.consents", 0, offset, sid.encode(), json.dumps(body).encode())
+
+
+def opt_outs(n: int) -> list[Msg]:
+    """``n`` opt-outs of distinct supporters, all on partition 0 (so the model needs one
+    committed offset)."""
+    ids = [i for i in range(10 * n) if partition_for(f"S-{i}", PARTITIONS) == 0][:n]
+    return [opt_out(offset, i) for offset, i in enumerate(ids)]
+
+
+def make_pipeline(world: World, store: dict[str, bytes]) -> BatchPipeline:
+    processor = Processor(Engine(load_policy()), store, partitions=PARTITIONS)
+
+    async def send(emits: Sequence[Emit]) -> None:
+        for emit in emits:
+            world.step()
+            world.outputs.append(emit)
+
+    async def persist(states: Mapping[str, SupporterState]) -> None:
+        for sid, state in states.items():
+            world.step()
+            world.changelog[sid] = state.to_bytes()
+            world.step()
+            world.local[sid] = state.to_bytes()
+
+    return BatchPipeline(
+        processor,
+        RelmonMetrics(CollectorRegistry()),
+        send=send,
+        persist=persist,
+        ticks_topic="ticks",
+        store_items=lambda: iter(store.items()),
+    )
+
+
+def consume(world: World, messages: list[Msg], store: dict[str, bytes]) -> None:
+    """One worker life: batches from the committed offset until the end or a kill."""
+    pipeline = make_pipeline(world, store)
+    while world.committed < len(messages):
+        batch = messages[world.committed : world.committed + BATCH]
+        asyncio.run(pipeline.run(batch, T0 + timedelta(days=1)))
+        world.step()  # between the pipeline finishing and the ack
+        world.committed += len(batch)
+
+
+def suppressed_ids(world: World) -> set[str]:
+    return {
+        json.loads(e.value)["supporter_id"]
+        for e in world.outputs
+        if e.output == "suppressions" and json.loads(e.value)["suppressed"]
+    }
+
+
+@pytest.mark.parametrize("empty_volume", [False, True])
+def test_a_kill_at_any_point_loses_no_opt_out(empty_volume: bool) -> None:
+    """For every point of the protocol a kill -9 can hit, a restart (same volume, or state
+    from the changelog alone) still puts every opt-out on the topic and in the changelog."""
+    messages = opt_outs(7)
+    expected = {m.key.decode() for m in messages if m.key}
+    total_points = World()
+    consume(total_points, messages, {})
+    assert total_points.steps > 20
+    for crash_at in range(1, total_points.steps + 1):
+        world = World(crash_at=crash_at)
+        with pytest.raises(Killed):
+            consume(world, messages, world.local)
+        world.crash_at = None
+        restored = dict(world.changelog) if empty_volume else world.local
+        consume(world, messages, restored)
+        assert suppressed_ids(world) == expected, f"crash at step {crash_at}"
+        assert set(world.changelog) == expected, f"crash at step {crash_at}"
+
+
+def test_a_failing_send_is_retried_and_never_skipped() -> None:
+    """When Kafka refuses the outputs, the batch is retried (reported as stalled and counted)
+    until they are sent, and its state is persisted only after that."""
+    messages = opt_outs(2)
+    store: dict[str, bytes] = {}
+    processor = Processor(Engine(load_policy()), store, partitions=PARTITIONS)
+    metrics = RelmonMetrics(CollectorRegistry())
+    sent: list[Emit] = []
+    failures = 3
+    seen_stalled: list[str | None] = []
+    stalled_gauge: list[float | None] = []
+    stalled_reason: list[str | None] = []
+
+    async def send(emits: Sequence[Emit]) -> None:
+        nonlocal failures
+        stalled_gauge.append(metrics.registry.get_sample_value("relmon_pipeline_stalled"))
+        stalled_reason.append(pipeline.stalled)
+        if failures:
+            failures -= 1
+            raise ConnectionError("broker unreachable")
+        sent.extend(emits)
+
+    async def persist(states: Mapping[str, SupporterState]) -> None:
+        assert sent, "state persisted before the outputs were sent"
+        seen_stalled.append(pipeline.stalled)
+        store.update({sid: s.to_bytes() for sid, s in states.items()})
+
+    pipeline = BatchPipeline(
+        processor,
+        metrics,
+        send=send,
+        persist=persist,
+        ticks_topic="ticks",
+        store_items=lambda: iter(store.items()),
+        retry_first_s=0.001,
+    )
+
+    asyncio.run(pipeline.run(messages, T0 + timedelta(days=1)))
+    assert stalled_gauge == [0, 1, 1, 1]
+    assert stalled_reason[0] is None
+    assert all(r == "emit: ConnectionError: broker unreachable" for r in stalled_reason[1:])
+    assert len(sent) == 2
+    assert set(store) == {m.key.decode() for m in messages if m.key}
+    assert seen_stalled == [None]
+    assert metrics.registry.get_sample_value("relmon_pipeline_stalled") == 0
+    failed = metrics.registry.get_sample_value("relmon_pipeline_failures_total", {"step": "emit"})
+    assert failed == 3
