@@ -215,8 +215,22 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         # whatever stops the agent. Faust's take_events is not used: it acks its batch in a
         # `finally` even when the body failed, and its event list can disagree with its
         # values (an event listed twice, another never), which lost messages.
+        # Faust itself acks a message it skips (one fetched before a rebalance), and a
+        # commit could then pass it before its fresh copy is processed: the consumer's ack
+        # is guarded so that it takes only messages this loop finished.
         stream.enable_acks = False
         waiting = stream.channel.queue.empty
+        finished: set[int] = set()
+        consumer = app.consumer
+        plain_ack = consumer.ack
+
+        def ack_if_finished(message: Any) -> bool:
+            if id(message) not in finished:
+                return False
+            finished.discard(id(message))
+            return bool(plain_ack(message))
+
+        consumer.ack = ack_if_finished  # type: ignore[method-assign]  # the guard above
         batch: list[Any] = []
         async for event in stream.events():
             batch.append(event)
@@ -231,7 +245,9 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
                 logging.shutdown()
                 os._exit(70)
             for held in batch:
+                finished.add(id(held.message))
                 await stream.ack(held)
+            finished.clear()  # a message acked twice is acked once
             batch = []
             yield None
 
