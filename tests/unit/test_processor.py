@@ -263,3 +263,19 @@ def test_state_changes_in_one_batch_are_cached_once_per_supporter(processor: Pro
     assert list(dirty) == ["S-1"]
     assert {"e1", "e2"} <= set(dirty["S-1"].event_ids())
     assert processor.dirty == {}
+
+
+def test_a_corrupt_stored_state_dead_letters_the_event_instead_of_stopping(
+    processor: Processor,
+) -> None:
+    """If a supporter's stored state cannot be decoded, that supporter's event becomes a
+    processing dead letter (kept for re-publishing) and the next supporter is processed."""
+    processor.store["S-1"] = b"\x00 not a state"  # type: ignore[index]
+    result = handle(processor, json.dumps(call("e1", T0)).encode())
+    assert result.error_kind == "processing"
+    assert base64.b64decode(json.loads(result.emits[0].value)["original_base64"]).startswith(b"{")
+    other = call("e2", T0, sid="S-3")
+    ok = processor.handle(
+        "relmon.calls", partition_for("S-3", 4), 1, b"S-3", json.dumps(other).encode()
+    )
+    assert ok.status == "ok"

@@ -261,14 +261,15 @@ class Processor:
         home = partition_for(sid, self.partitions)
         if text_key != sid or partition != home:
             return self._reroute(topic, partition, offset, text_key, value or b"", event, home)
-        state = self.load(sid)
-        if state is not None and event.event_id in state.event_ids():
-            return Result(event=event, status="duplicate")
         try:
+            state = self.load(sid)
+            if state is not None and event.event_id in state.event_ids():
+                return Result(event=event, status="duplicate")
             outcome = self.engine.apply(state, event)
         except Exception as exc:
-            # The engine is pure, so an exception here is caused by this event: dead-letter
-            # it (and log the trace) rather than crash and be handed the same message forever.
+            # The engine is pure, so an exception here is caused by this event (or by the
+            # supporter's stored state): dead-letter it, with the trace in the log, rather
+            # than stop the worker and be handed the same message forever.
             log.exception("engine failed on an event", event_id=event.event_id)
             error = f"the engine could not process this event: {type(exc).__name__}: {exc}"
             return self._dead(topic, partition, offset, key, value, error, "processing")
