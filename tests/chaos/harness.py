@@ -994,10 +994,10 @@ def _decision(record: dict[str, Any] | None) -> tuple[bool, tuple[str, ...]]:
     return (bool(record["suppressed"]), tuple(sorted(r["code"] for r in record["reasons"])))
 
 
-def verify(run: Run, outputs: Outputs | None = None) -> Verdict:
+def verify(run: Run, extra: dict[str, Any] | None = None) -> Verdict:
     """Check "nothing lost" on everything the topics hold (read with kcat)."""
     plan = run.plan
-    out = outputs or run.read_outputs()
+    out = run.read_outputs()
     verdict = Verdict(plan.name)
     valid = plan.valid_events()
 
@@ -1158,6 +1158,7 @@ def verify(run: Run, outputs: Outputs | None = None) -> Verdict:
         "empty_state_restarts": run.worker.empty_state_restarts,
         "broker_outages": run.outages,
         "seconds": round(time.monotonic() - run.started, 1),
+        **(extra or {}),
     }
     record_figures(verdict)
     return verdict

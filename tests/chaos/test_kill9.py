@@ -39,17 +39,21 @@ def test_kill9_under_load_loses_no_opt_out(
     rng = random.Random(seed)
     run.worker.start().wait_ready()
     run.producer.start(plan.messages, chaos_size.kill_rate)
+    under_load = 0
     for _ in range(chaos_size.kills):
         # A random moment: mostly while it processes, sometimes while it is still recovering.
         if rng.random() >= chaos_size.kill_in_recovery:
             run.worker.wait_ready()
         time.sleep(rng.uniform(*chaos_size.kill_delay_s))
+        lag, sending = run.worker.lag(), not run.producer.done.is_set()
+        under_load += bool(sending or lag)
+        run.notes.append(f"kill at {run.producer.sent} sent, producer busy {sending}, lag {lag}")
         run.worker.kill9()
         run.worker.start()  # the same state folder
     run.producer.close()
     run.worker.wait_ready()
     run.settle(timeout_s=300 if chaos_size.name == "full" else 150)
-    verdict = verify(run)
+    verdict = verify(run, extra={"kills_under_load": under_load})
     print(verdict.report(run))
     assert run.worker.kills == chaos_size.kills
     assert verdict.ok, verdict.report(run)
