@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -164,8 +165,16 @@ def free_port() -> int:
 
 
 def start_worker(
-    bootstrap: str, prefix: str, group: str, tmp: Path
+    bootstrap: str,
+    prefix: str,
+    group: str,
+    tmp: Path,
+    extra_env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """A `relmon worker` subprocess (state and log in `tmp`), returned once /readyz is 200.
+
+    `extra_env` adds to or overrides its environment (e.g. a Faust setting such as
+    STREAM_BUFFER_MAXSIZE, which Faust reads from the environment)."""
     port = free_port()
     env = {
         **os.environ,
@@ -179,6 +188,7 @@ def start_worker(
         "RELMON_STATE_DIR": str(tmp / "state"),
         "RELMON_LOG_FORMAT": "json",
         "RELMON_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     with (tmp / "worker.log").open("ab") as log:
         proc = subprocess.Popen(
