@@ -2,6 +2,10 @@
 
 Input topics are co-partitioned by ``supporter_id`` and must share one partition count; the
 suppression topic is compacted (the latest record per supporter is the current answer).
+
+``relmon.history`` is an input topic for loaded history (``relmon backfill``): events of every
+type, in event time, keyed by supporter. One topic keeps each supporter's events in one
+partition in event-time order, which four topics consumed side by side cannot.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ CALLS = "relmon.calls"
 CONSENTS = "relmon.consents"
 EMAILS = "relmon.emails"
 DONATIONS = "relmon.donations"
+HISTORY = "relmon.history"
 SUPPRESSIONS = "relmon.suppressions"
 ALERTS = "relmon.alerts"
 DLQ = "relmon.dlq"
 
-INPUT_TOPICS = (CALLS, CONSENTS, EMAILS, DONATIONS)
+INPUT_TOPICS = (CALLS, CONSENTS, EMAILS, DONATIONS, HISTORY)
 
 # Which input topic carries which event type (contract section 1).
 TOPIC_OF_TYPE = {

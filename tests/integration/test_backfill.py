@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer
 
 from relmon.domain import parse_event
 from relmon.testing import at, call, consent, to_line
-from relmon.topics import CALLS, CONSENTS
+from relmon.topics import CALLS, CONSENTS, HISTORY
 from tests.integration.conftest import Cluster
 
 
@@ -62,8 +62,8 @@ def _key(value: bytes) -> tuple[float, str, bytes]:
 async def test_backfill_produces_two_exports_in_event_time(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    """Two per-topic files (one out of order, with bad lines) land on their topics keyed by
-    supporter_id, every valid line once, produced in event time across both topics."""
+    """Two per-topic files (one out of order, with bad lines) land on the history topic keyed
+    by supporter_id, every valid line once, each partition in event time."""
     supporters = [f"s-{n:04d}" for n in range(12)]
     calls = [
         call(at=at(day / 4), outcome="declined", supporter_id=sid, partner_id=f"p-{day}")
@@ -93,28 +93,25 @@ async def test_backfill_produces_two_exports_in_event_time(
     )  # fmt: skip
 
     assert done.returncode == 0, done.stderr
-    calls_topic, consents_topic = cluster.topic(CALLS), cluster.topic(CONSENTS)
-    assert f"{len(calls) + len(consents):,} events produced in event time" in done.stdout
-    assert re.search(rf"^  {re.escape(calls_topic)} +{len(calls)}$", done.stdout, re.M)
-    assert re.search(rf"^  {re.escape(consents_topic)} +{len(consents)}$", done.stdout, re.M)
+    history = cluster.topic(HISTORY)
+    total = len(calls) + len(consents)
+    assert f"{total:,} events produced in event time" in done.stdout
+    assert re.search(rf"^  {re.escape(history)} +{total}$", done.stdout, re.M)
     assert f"{consents_file} line {len(consents) + 2}: not valid JSON" in done.stdout
     assert "1 invalid lines skipped" in done.stdout
     letters = [orjson.loads(x) for x in dead.read_bytes().splitlines()]
     assert [(d["line"], d["kind"]) for d in letters] == [(len(consents) + 2, "json")]
 
     records = await _read(
-        cluster.bootstrap, [calls_topic, consents_topic], len(calls) + len(consents)
+        cluster.bootstrap, [cluster.topic(CALLS), cluster.topic(CONSENTS), history], total
     )
-    assert Counter(r.topic for r in records) == {
-        calls_topic: len(calls),
-        consents_topic: len(consents),
-    }
+    assert Counter(r.topic for r in records) == {history: total}
     assert all(r.key == orjson.loads(r.value)["supporter_id"].encode() for r in records)
     expected = {to_line(e) for e in calls} | {to_line(e) for e in consents}
     assert {r.value for r in records} == expected
 
-    # Within each partition the offsets follow event time; across both topics the producer's
-    # timestamps never go back along event time (topic by topic they would).
+    # Within each partition the offsets follow event time, so every supporter's events reach
+    # the worker in event time; the producer's timestamps never go back along event time.
     by_partition: dict[tuple[str, int], list[Any]] = defaultdict(list)
     for r in records:
         by_partition[(r.topic, r.partition)].append(r)
@@ -125,8 +122,8 @@ async def test_backfill_produces_two_exports_in_event_time(
     in_event_time = sorted(records, key=lambda r: _key(r.value))
     stamps = [r.timestamp for r in in_event_time]
     assert stamps == sorted(stamps)
-    assert {r.topic for r in in_event_time[:2]} == {calls_topic}  # day 0 calls come first
-    assert in_event_time[-1].topic == consents_topic
+    first_two = [orjson.loads(r.value)["type"] for r in in_event_time[:2]]
+    assert first_two == ["call_outcome", "call_outcome"]  # day 0 calls come first
 
 
 async def test_backfill_refuses_missing_topics_and_bad_files(
@@ -139,7 +136,7 @@ async def test_backfill_refuses_missing_topics_and_bad_files(
 
     no_topics = _backfill(cluster, *base, "--prefix", "nothing-here.")
     assert no_topics.returncode == 1
-    assert "nothing-here.relmon.calls" in no_topics.stderr
+    assert "nothing-here.relmon.history" in no_topics.stderr
     assert "relmon topics create" in no_topics.stderr
 
     missing = _backfill(cluster, *base, "--prefix", cluster.prefix, "--input", "nope.jsonl")

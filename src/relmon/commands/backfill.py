@@ -1,12 +1,13 @@
-"""``relmon backfill``: load history files into the input topics, in event time.
+"""``relmon backfill``: load history files into the worker's history topic, in event time.
 
 The files are merged exactly as ``relmon replay`` merges them
 (:class:`relmon.replay.file_replay.EventTimeMerge`: the order of ``(occurred_at, event_id,
-line bytes)``), and each valid line is produced, byte for byte, to its type's input topic
-keyed by its ``supporter_id``. Loading topic by topic instead (all calls, then all consents
-...) hands the worker a supporter's opt-out after calls made years later; the worker keeps
-bounded state and judges an old fact against the supporter's latest event, so the result
-would differ from a replay.
+line bytes)``), and each valid line is produced, byte for byte, to ``relmon.history`` keyed by
+its ``supporter_id``, whatever its type. One topic keyed by supporter puts each supporter's
+events in one partition in event-time order, so the worker applies them in the replay's
+order. Loading the four type topics instead (one after another, or even merged) lets the
+worker read one topic far ahead of another: it keeps bounded state and judges an old fact
+against the supporter's latest event, so the result would differ from a replay.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ SHOWN_BAD = 10  # invalid lines listed in the summary; --dead-letters FILE keeps
 
 DESCRIPTION = """\
 Load history (JSONL files of contract input events, e.g. one export per topic) into the live
-input topics so that the worker reaches the same decisions as `relmon replay` of the same
-files. The files are merged in event time with the replay's merge (order: occurred_at as an
-instant, then event_id, then the line's bytes), and each valid line is produced unchanged to
-its type's topic (relmon.calls, relmon.consents, relmon.emails, relmon.donations, with the
-prefix) keyed by supporter_id, in that order. A file whose events never go back in time is
-streamed; any other is read whole and sorted in memory first (its size plus about 300 bytes
-a line).
+worker so that it reaches the same decisions as `relmon replay` of the same files. The files
+are merged in event time with the replay's merge (order: occurred_at as an instant, then
+event_id, then the line's bytes), and each valid line is produced unchanged, in that order,
+to the history topic (relmon.history, with the prefix) keyed by supporter_id: each
+supporter's events then reach the worker in event-time order, whatever their types. A file
+whose events never go back in time is streamed; any other is read whole and sorted in memory
+first (its size plus about 300 bytes a line).
 
 Invalid lines are skipped, never produced: the summary counts them and lists the first ones
 with file and line number; --dead-letters FILE writes every one of them as a dead letter
@@ -40,7 +41,7 @@ with file and line number; --dead-letters FILE writes every one of them as a dea
 (topic retention would otherwise delete old history at once), so `relmon replay
 --from-kafka --since` selects backfilled events by when they were loaded.
 
-The input topics must exist (`relmon topics create`). Exit status 1 with the reason when
+The history topic must exist (`relmon topics create`). Exit status 1 with the reason when
 an argument or file is wrong, Kafka cannot be reached, a topic is missing, or no line is a
 valid event."""
 
@@ -55,7 +56,7 @@ examples:
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "backfill",
-        help="load history files into the input topics, merged in event time",
+        help="load history files into the history topic, merged in event time",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -160,9 +161,9 @@ def backfill(
 ) -> Backfill:
     """Merge ``inputs`` in event time and produce each valid line to its topic."""
     from relmon.replay.file_replay import EventTimeMerge
-    from relmon.topics import INPUT_TOPICS
+    from relmon.topics import HISTORY
 
-    result = Backfill(inputs, [prefix + t for t in INPUT_TOPICS])
+    result = Backfill(inputs, [prefix + HISTORY])
     result.dead_letters = dead_letters
     dead = None
     if dead_letters is not None:
@@ -199,8 +200,9 @@ async def _produce(
     from tqdm import tqdm
 
     from relmon.simulation.kafka_sink import produce_messages
-    from relmon.topics import TOPIC_OF_TYPE
+    from relmon.topics import HISTORY
 
+    history = prefix + HISTORY
     await _check_topics(settings, list(result.produced))
     with tqdm(
         total=merge.total_bytes,
@@ -215,11 +217,7 @@ async def _produce(
             shown = 0
             for count, (_, _, raw, _, _, event) in enumerate(merge, start=1):
                 result.valid += 1
-                yield (
-                    prefix + TOPIC_OF_TYPE[event.type],
-                    event.supporter_id.encode("utf-8"),
-                    raw,
-                )
+                yield (history, event.supporter_id.encode("utf-8"), raw)
                 if count & 1023 == 0:
                     bar.update(merge.bytes_read - shown)
                     shown = merge.bytes_read

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 import structlog
@@ -63,6 +63,14 @@ class Incoming(Protocol):
     def value(self) -> bytes | None: ...
 
 
+# While a partition catches up (consumer lag) or applies history (an event older than
+# HISTORY_AGE before the worker's clock, in the last HISTORY_HOLD_S), its expiry ticks are
+# skipped: a lift at a past `until` would move the supporter's clock ahead of history still
+# to come, which would then look late. Lifts due meanwhile are emitted, each at its own
+# `until`, once the partition has caught up.
+HISTORY_AGE = timedelta(days=1)
+HISTORY_HOLD_S = 5.0
+
 SendOutputs = Callable[[Sequence[Emit]], Awaitable[None]]
 PersistStates = Callable[[Mapping[str, SupporterState]], Awaitable[None]]
 
@@ -79,6 +87,7 @@ class BatchPipeline:
         persist: PersistStates,
         ticks_topic: str,
         store_items: Callable[[], Iterable[tuple[str, bytes]]],
+        lagging: Callable[[int], bool] = lambda _partition: False,
         retry_first_s: float = 0.2,
         retry_max_s: float = 15.0,
     ) -> None:
@@ -88,9 +97,11 @@ class BatchPipeline:
         self.persist = persist
         self.ticks_topic = ticks_topic
         self.store_items = store_items
+        self.lagging = lagging
         self.retry_first_s = retry_first_s
         self.retry_max_s = retry_max_s
         self.stalled: str | None = None  # what the batch in hand is waiting for, if failing
+        self.history_at: dict[int, float] = {}  # partition -> when it last applied history
 
     async def run(self, messages: Sequence[Incoming], now: datetime) -> list[Emit]:
         """Take one batch through steps 1–3; returns what it sent. Returns only when every
@@ -106,6 +117,7 @@ class BatchPipeline:
         processor = self.processor
         emits: list[Emit] = []
         bind = structlog.contextvars.bind_contextvars
+        history_before = now - HISTORY_AGE
         try:
             for message in messages:
                 # Every log line written while handling this message says where it came from.
@@ -123,6 +135,8 @@ class BatchPipeline:
                     now=now,
                 )
                 record_metrics(self.metrics, result)
+                if result.event is not None and result.event.occurred_at < history_before:
+                    self.history_at[message.partition] = time.monotonic()
                 if result.error_kind is not None:
                     log.warning("dead letter", error_kind=result.error_kind)
                 self.metrics.observe_latency(time.perf_counter() - started)
@@ -137,6 +151,11 @@ class BatchPipeline:
         if not processor.expiry.built:
             count = processor.rebuild_expiry(self.store_items())
             log.info("expiry index rebuilt", supporters_with_expiry=count)
+        last_history = self.history_at.get(message.partition)
+        if self.lagging(message.partition) or (
+            last_history is not None and time.monotonic() - last_history < HISTORY_HOLD_S
+        ):
+            return []  # catching up here: expiries wait (see HISTORY_AGE)
         try:
             tick_at = datetime.fromisoformat(bytes(message.value or b"").decode())
         except (UnicodeDecodeError, ValueError):
