@@ -1117,7 +1117,14 @@ def verify(run: Run, extra: dict[str, Any] | None = None) -> Verdict:
             _decision(final(rrec.get(sid, []), sid)),
         )
         if live != want:
-            differ.append(f"{sid}: live {live}, replay {want}")
+            last = final(records.get(sid, []), sid)
+            seen = (
+                f"; its last of {len(records.get(sid, []))} records decided_at "
+                f"{last['decided_at']} by {last.get('cause_event_id')}"
+                if last
+                else ""
+            )
+            differ.append(f"{sid}: live {live}, replay {want}{seen}")
     verdict.problem("final decisions that differ from `relmon replay`", differ)
     live_ids = {a["alert_id"] for a in out.alerts if a["supporter_id"] not in excluded}
     want_ids = {a["alert_id"]: a for a in replay_alerts if a["supporter_id"] not in excluded}
