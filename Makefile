@@ -87,7 +87,7 @@ debs: ## apt-install the Debian packages the tests need when missing (kcat, the 
 test: lint $(KAFKA_STAMP) debs ## lint plus every test tier (the session starts its own broker unless RELMON_KAFKA_BOOTSTRAP is set)
 	$(BIN)/pytest
 
-chaos: $(STAMP) $(KAFKA_STAMP) debs ## the fault suite at full size (kill -9, poison, outages; ~15 min); figures in build/chaos-results.jsonl, see RELIABILITY.md
+chaos: $(STAMP) $(KAFKA_STAMP) debs ## the fault suite at full size (kill -9, poison, outages; ~11 min); figures in build/chaos-results.jsonl, see RELIABILITY.md
 	RELMON_CHAOS=full RELMON_CHAOS_RESULTS=build/chaos-results.jsonl $(BIN)/pytest tests/chaos
 
 BENCH_SIM := build/bench-simulated-1m.jsonl
