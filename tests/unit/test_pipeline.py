@@ -192,3 +192,34 @@ def test_a_failing_send_is_retried_and_never_skipped() -> None:
     assert metrics.registry.get_sample_value("relmon_pipeline_stalled") == 0
     failed = metrics.registry.get_sample_value("relmon_pipeline_failures_total", {"step": "emit"})
     assert failed == 3
+
+
+def test_a_redelivery_in_another_order_cannot_leave_a_stale_record() -> None:
+    """A worker applies a reached call (MIN_GAP) and sends its record, then dies before
+    persisting; its successor gets the call after a later e-mail (another order across
+    topics), when MIN_GAP has already ended, and would emit nothing. Re-asserting the
+    supporter's current decision after the rebalance makes the topic end with the truth."""
+    from relmon.testing import at, call, email, to_line
+
+    sid = next(f"S-{i}" for i in range(100) if partition_for(f"S-{i}", PARTITIONS) == 0)
+    reached = call(at=at(0), outcome="declined", supporter_id=sid)
+    later = email(at=at(20), action="opened", supporter_id=sid)
+    call_msg = Msg("relmon.calls", 0, 0, sid.encode(), to_line(reached))
+    email_msg = Msg("relmon.emails", 0, 0, sid.encode(), to_line(later))
+    world = World()
+    first = make_pipeline(world, world.local)
+
+    async def send_only(batch: list[Msg]) -> None:
+        await first.send(first.apply(batch, at(30)))  # killed before persist
+
+    asyncio.run(send_only([call_msg]))
+    assert [json.loads(e.value)["suppressed"] for e in world.outputs] == [True]
+
+    second = make_pipeline(world, world.local)
+    second.assigned()
+    asyncio.run(second.run([email_msg], at(30)))
+    asyncio.run(second.run([call_msg], at(30)))
+    records = [json.loads(e.value) for e in world.outputs if e.output == "suppressions"]
+    assert records[-1]["suppressed"] is False
+    state = SupporterState.from_bytes(world.changelog[sid])
+    assert state.last is None or state.last[0] is False

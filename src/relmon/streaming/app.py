@@ -98,11 +98,14 @@ class Worker:
 
     @property
     def ready(self) -> bool:
-        """Recovered, not rebalancing, and the batch in hand not stalled on Kafka."""
+        """Recovered, not rebalancing, the batch in hand not stalled on Kafka, and the
+        partitions' end offsets at assignment known (see BatchPipeline.reassert)."""
         tables = cast(Any, self.app.tables)  # the TableManager's recovery is not in its type
         recovered = tables.recovery.completed.is_set() and not tables.recovery.in_recovery
-        stalled = self.pipeline is not None and self.pipeline.stalled is not None
-        return bool(recovered and not self.app.rebalancing and not stalled)
+        pipeline = self.pipeline
+        stalled = pipeline is not None and pipeline.stalled is not None
+        settled = pipeline is None or pipeline.redelivery_ends is not None
+        return bool(recovered and not self.app.rebalancing and not stalled and settled)
 
 
 def build_worker(settings: Settings, policy: Policy) -> Worker:
@@ -271,9 +274,24 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
 
     input_names = set(sources.topics)
 
+    background: set[asyncio.Future[None]] = set()
+
+    async def learn_redelivery_ends() -> None:
+        """The end offsets of the assigned input partitions: what was there when assigned."""
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic in input_names]
+        if assigned and pipeline.redelivery_ends is None:
+            try:
+                ends = await app.consumer.highwaters(*assigned)
+            except Exception as exc:  # noqa: BLE001  # retried by the sample timer
+                log.warning("end offsets not known yet", error=f"{type(exc).__name__}: {exc}")
+                return
+            pipeline.redelivery_ends = {(tp.topic, tp.partition): n for tp, n in ends.items()}
+
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def sample() -> None:
         metrics.set_recovery(not worker.ready)
+        if pipeline.redelivery_ends is None:
+            await learn_redelivery_ends()
         fresh = await sample_consumer_lag(app.consumer, input_names)
         lags.clear()
         lags.update(fresh)
@@ -282,6 +300,10 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # mode types the handler too narrowly
     def _after_rebalance(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         processor.expiry.built = False  # partitions moved: rebuild from the local table
+        pipeline.assigned()  # and what a previous owner emitted may need re-asserting
+        task = asyncio.ensure_future(learn_redelivery_ends())
+        background.add(task)  # the sample timer retries if this fails
+        task.add_done_callback(background.discard)
 
     from relmon.web.api import install_routes
 

@@ -22,6 +22,13 @@ Why nothing is lost, whatever stops the worker and when (kill -9 included):
   the same records and alerts, with the same deterministic alert ids (harmless). A crash
   in step 3 leaves the changelog ahead of (or equal to) the local store, never behind it:
   a redelivered message found already applied is one whose outputs had left in step 2.
+* Redelivered messages may come in another order across topics than the first time (and a
+  late event may have been applied then): re-deriving can then emit less than the dead
+  worker emitted, and a record it sent could stand on the topic unanswered. So after every
+  rebalance, until each partition passes the end offset it had when assigned (what a
+  previous owner may have processed), each supporter touched is given its current decision
+  as a record once (:meth:`BatchPipeline.reassert`). Its last record on the topic then
+  always matches its state.
 * A step that fails (broker down, an output refused) is retried with back-off, forever,
   with the batch unacknowledged: the worker reports not ready, logs at error level and
   counts the failure (``relmon_pipeline_failures_total``, ``relmon_pipeline_stalled``).
@@ -102,6 +109,9 @@ class BatchPipeline:
         self.retry_max_s = retry_max_s
         self.stalled: str | None = None  # what the batch in hand is waiting for, if failing
         self.history_at: dict[int, float] = {}  # partition -> when it last applied history
+        # (topic, partition) -> end offset when assigned; None: not known yet (all may be)
+        self.redelivery_ends: dict[tuple[str, int], int] | None = None
+        self.reasserted: set[str] = set()  # supporters re-asserted since the last rebalance
 
     async def run(self, messages: Sequence[Incoming], now: datetime) -> list[Emit]:
         """Take one batch through steps 1–3; returns what it sent. Returns only when every
@@ -112,10 +122,23 @@ class BatchPipeline:
         await self._until_done("persist", self.persist, dirty)
         return emits
 
+    def assigned(self) -> None:
+        """Partitions moved: every message may be a redelivery until the ends are known."""
+        self.redelivery_ends = None
+        self.reasserted.clear()
+
+    def may_be_redelivered(self, message: Incoming) -> bool:
+        ends = self.redelivery_ends
+        if ends is None:
+            return True
+        end = ends.get((message.topic, message.partition))
+        return end is None or message.offset < end
+
     def apply(self, messages: Sequence[Incoming], now: datetime) -> list[Emit]:
         """Step 1: every message of the batch, in order (no I/O, nothing raises)."""
         processor = self.processor
         emits: list[Emit] = []
+        touched: list[str] = []  # supporters of possibly redelivered messages
         bind = structlog.contextvars.bind_contextvars
         history_before = now - HISTORY_AGE
         try:
@@ -135,15 +158,37 @@ class BatchPipeline:
                     now=now,
                 )
                 record_metrics(self.metrics, result)
-                if result.event is not None and result.event.occurred_at < history_before:
-                    self.history_at[message.partition] = time.monotonic()
+                event = result.event
+                if event is not None:
+                    if event.occurred_at < history_before:
+                        self.history_at[message.partition] = time.monotonic()
+                    if result.status in ("ok", "late") and self.may_be_redelivered(message):
+                        touched.append(event.supporter_id)
                 if result.error_kind is not None:
                     log.warning("dead letter", error_kind=result.error_kind)
                 self.metrics.observe_latency(time.perf_counter() - started)
                 emits += result.emits
         finally:
             structlog.contextvars.clear_contextvars()
+        if touched:
+            emits += self.reassert(touched, emits)
         return emits
+
+    def reassert(self, supporters: Iterable[str], emits: Sequence[Emit]) -> list[Emit]:
+        """The current record of each supporter not re-asserted since the last rebalance and
+        given no record by this batch (whose last record is then its current decision)."""
+        recorded = {e.key for e in emits if e.output == "suppressions"}
+        out: list[Emit] = []
+        for sid in supporters:
+            if sid in self.reasserted:
+                continue
+            self.reasserted.add(sid)
+            if sid.encode() in recorded:
+                continue
+            emit = self.processor.current_record(sid)
+            if emit is not None:
+                out.append(emit)
+        return out
 
     def _tick(self, message: Incoming) -> list[Emit]:
         """A tick for one partition: lift (or re-decide) what fell due by then."""

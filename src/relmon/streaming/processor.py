@@ -28,7 +28,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import structlog
@@ -292,6 +292,15 @@ class Processor:
             return cached
         raw = self.store.get(supporter_id)
         return SupporterState.from_bytes(raw) if raw is not None else None
+
+    def current_record(self, supporter_id: str) -> Emit | None:
+        """The supporter's current decision as a suppression record (decided at its latest
+        event time), or None if never seen: to re-assert what the topic should end with."""
+        state = self.load(supporter_id)
+        if state is None:
+            return None
+        record = self.engine.decision(state, supporter_id, datetime.fromtimestamp(state.clock, UTC))
+        return Emit("suppressions", supporter_id.encode(), encode_record(record))
 
     def take_dirty(self) -> dict[str, SupporterState]:
         """The states changed since the last call, to persist; the cache starts empty again."""
