@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import faust
 import mode
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from relmon.domain import Engine, Policy, SupporterState
@@ -131,11 +132,11 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         broker_heartbeat_interval=max(1.0, settings.broker_session_timeout_s / 10),
         broker_commit_interval=1.0,
         table_standby_replicas=0,
-        producer_linger_ms=10,
-        # at most 64 KiB fetched per partition and request (aiokafka's default is 1 MiB):
-        # an opt-out then waits behind fewer fetched e-mails of a burst (p99 8.1 s -> 2.2 s
-        # behind a 300,000-event burst, same throughput; BENCHMARKS.md, bench_skew.py)
-        consumer_max_fetch_size=64 * 1024,
+        producer_linger_ms=1,  # the pipeline waits for every send: do not wait to batch
+        # at most 256 KiB fetched per partition and request (aiokafka's default is 1 MiB):
+        # an opt-out waits behind fewer fetched e-mails of a burst. 64 KiB did better there
+        # but cut an opt-out flood from 4,300/s to 1,750/s (BENCHMARKS.md, bench_skew.py)
+        consumer_max_fetch_size=256 * 1024,
         key_serializer="raw",
         value_serializer="raw",
         logging_config=None,
@@ -166,6 +167,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     ticks_name = ticks.get_topic_name()
 
     topic_of = {name: topic.get_topic_name() for name, topic in outputs.items()}
+    changelog: str = cast(Any, table).changelog_topic_name  # not in TableT, on every Table
     partitions = settings.partitions
 
     async def send(emits: Sequence[Emit]) -> None:
@@ -194,10 +196,21 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
                 log.info("state not persisted: partition revoked", partition=partition)
                 continue
             writes.append((partition, sid.encode(), state.to_bytes()))
-        sent = [table.send_changelog(part, key, value) for part, key, value in writes]
-        await asyncio.gather(*sent)
+        # straight to the producer, like the outputs (Faust's send_soon buffer drains one
+        # message at a time, which the batch would wait for)
+        producer = app.producer
+        sent = [
+            await producer.send(changelog, key, value, part, None, None)
+            for part, key, value in writes
+        ]
+        persisted: dict[int, int] = {}
+        for meta in await asyncio.gather(*sent):
+            persisted[meta.partition] = max(meta.offset, persisted.get(meta.partition, -1))
         for part, key, value in writes:
             store.put(key, value, part)
+        for part, offset in persisted.items():
+            # what Faust's own changelog callback records: recovery resumes after it
+            cast(Any, table.data).set_persisted_offset(TP(changelog, part), offset)
 
     lags: dict[tuple[str, int], int] = {}  # input (topic, partition) -> lag, sampled
 
@@ -287,7 +300,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
                 return
             pipeline.redelivery_ends = {(tp.topic, tp.partition): n for tp, n in ends.items()}
 
-    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def sample() -> None:
         metrics.set_recovery(not worker.ready)
         if pipeline.redelivery_ends is None:

@@ -76,7 +76,7 @@ class Incoming(Protocol):
 # to come, which would then look late. Lifts due meanwhile are emitted, each at its own
 # `until`, once the partition has caught up.
 HISTORY_AGE = timedelta(days=1)
-HISTORY_HOLD_S = 5.0
+HISTORY_HOLD_S = 10.0
 
 SendOutputs = Callable[[Sequence[Emit]], Awaitable[None]]
 PersistStates = Callable[[Mapping[str, SupporterState]], Awaitable[None]]
