@@ -72,16 +72,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Under CI, a skipped integration test fails the run."""
+    """Under CI, a skipped integration or fault-suite test fails the run."""
     if not IN_CI:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return
-    skipped = [r for r in reporter.stats.get("skipped", []) if "tests/integration" in r.nodeid]
+    tiers = ("tests/integration", "tests/chaos")  # they need a broker: never skipped in CI
+    skipped = [
+        r for r in reporter.stats.get("skipped", []) if any(t in r.nodeid for t in tiers)
+    ]
     if skipped:
         reporter.write_line(
-            f"CI=true: {len(skipped)} integration test(s) skipped; that is a failure here",
+            f"CI=true: {len(skipped)} broker test(s) skipped; that is a failure here",
             red=True,
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

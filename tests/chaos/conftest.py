@@ -148,18 +148,3 @@ def new_run(chaos_broker: ChaosBroker, tmp_path: Path) -> Iterator[Callable[...,
     yield make
     for run in runs:
         run.stop()
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Under CI, a skipped chaos test fails the run."""
-    if not IN_CI:
-        return
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None:
-        return
-    skipped = [r for r in reporter.stats.get("skipped", []) if "tests/chaos" in r.nodeid]
-    if skipped:
-        reporter.write_line(
-            f"CI=true: {len(skipped)} chaos test(s) skipped; that is a failure here", red=True
-        )
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
