@@ -88,10 +88,6 @@ class Result:
     outcome: Outcome | None = None
     new_reasons: list[str] = field(default_factory=list)
 
-    @property
-    def duplicate(self) -> bool:
-        return self.status == "duplicate"
-
 
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives ``key`` (murmur2, as Java and aiokafka)."""
