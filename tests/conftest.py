@@ -79,9 +79,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if reporter is None:
         return
     tiers = ("tests/integration", "tests/chaos")  # they need a broker: never skipped in CI
-    skipped = [
-        r for r in reporter.stats.get("skipped", []) if any(t in r.nodeid for t in tiers)
-    ]
+    skipped = [r for r in reporter.stats.get("skipped", []) if any(t in r.nodeid for t in tiers)]
     if skipped:
         reporter.write_line(
             f"CI=true: {len(skipped)} broker test(s) skipped; that is a failure here",
