@@ -76,10 +76,12 @@ test-unit: $(STAMP) ## unit and component tests only (no broker)
 test-integration: $(STAMP) $(KAFKA_STAMP) ## integration tests against a real broker (started by the session)
 	$(BIN)/pytest tests/integration
 
-DEBS := kcat
+# command:Debian package, for what the tests run: kcat (the fault suite's independent client),
+# promtool and prometheus (the alert rule tests and the live alerting test)
+DEBS := kcat:kcat promtool:prometheus prometheus:prometheus
 
-debs: ## apt-install the Debian packages the tests need when missing (kcat, the fault suite's independent client)
-	@missing=""; for p in $(DEBS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+debs: ## apt-install the Debian packages the tests need when missing (kcat, prometheus)
+	@missing=""; for cp in $(DEBS); do command -v $${cp%%:*} >/dev/null 2>&1 || case " $$missing " in *" $${cp#*:} "*) ;; *) missing="$$missing $${cp#*:}";; esac; done; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
 	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
