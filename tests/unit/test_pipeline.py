@@ -223,3 +223,17 @@ def test_a_redelivery_in_another_order_cannot_leave_a_stale_record() -> None:
     assert records[-1]["suppressed"] is False
     state = SupporterState.from_bytes(world.changelog[sid])
     assert state.last is None or state.last[0] is False
+
+
+def test_a_skipped_input_offset_is_found_and_redeliveries_are_not_holes() -> None:
+    """Input offsets have no gaps, so a jump within a partition is a message the consumer
+    dropped; an offset at or below the last one (a redelivery) and ticks are not holes."""
+    from relmon.streaming.app import OffsetTrack
+
+    track = OffsetTrack("ticks")
+    assert track.hole([Msg("c", 0, 5, None, b""), Msg("c", 0, 6, None, b"")]) is None
+    assert track.hole([Msg("c", 0, 3, None, b""), Msg("c", 1, 40, None, b"")]) is None
+    assert track.hole([Msg("ticks", 0, 99, None, b""), Msg("c", 0, 7, None, b"")]) is None
+    assert track.hole([Msg("c", 0, 10, None, b"")]) == "c[0]: offsets 8..9"
+    track.reset()
+    assert track.hole([Msg("c", 0, 50, None, b"")]) is None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ from relmon.topics import ALERTS, DLQ, INPUT_TOPICS, SUPPRESSIONS
 
 log = get_logger(__name__)
 TABLE_NAME = "supporter-state"
+HOLE_WAIT_S = 30.0  # a partition whose commits wait behind a hole this long: restart
 
 
 class TableStore:
@@ -228,6 +230,11 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     )
     worker.pipeline = pipeline
 
+    offsets = OffsetTrack(ticks_name)
+    starts: dict[tuple[str, int], int] = {}  # input partition -> earliest offset, when assigned
+    heads: dict[tuple[str, int], float] = {}  # input partition -> since when its head has a hole
+    input_names = set(sources.topics)
+
     @app.agent(
         app.topic(*sources.topics, ticks_name, key_type=bytes, value_type=bytes),
         concurrency=1,
@@ -257,11 +264,42 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
             return bool(plain_ack(message))
 
         consumer.ack = ack_if_finished  # type: ignore[method-assign]  # the guard above
+        # Faust's commit takes the first run of consecutive acked offsets; when the partition
+        # has no committed offset yet (or 0), it commits that run even if offsets before it
+        # were never acked (a message skipped during recovery and not fetched again).
+        # Commit only a run that starts where the partition's reading started.
+        private: Any = consumer  # Faust's commit bookkeeping is not in ConsumerT
+        plain_new_offset = private._new_offset
+
+        def new_offset(tp: Any) -> int | None:
+            if tp.topic in input_names:
+                key = (tp.topic, tp.partition)
+                committed = private._committed_offset[tp]
+                start = committed if committed is not None else starts.get(key)
+                acked = private._acked[tp]
+                if acked and start is None:
+                    return None  # where reading started is not known yet: commit later
+                if acked and start is not None and min(acked) > start:
+                    heads.setdefault(key, time.monotonic())
+                    return None  # a hole at the head: never commit past it
+                heads.pop(key, None)
+            return cast("int | None", plain_new_offset(tp))
+
+        private._new_offset = new_offset
         batch: list[Any] = []
         async for event in stream.events():
             batch.append(event)
             if len(batch) < settings.batch_max and not waiting():
                 continue
+            hole = offsets.hole([held.message for held in batch])
+            if hole is not None:
+                # Input topics are neither compacted nor transactional: their offsets have
+                # no gaps, so a skipped offset is a message the consumer dropped (Faust
+                # drops a refetched message below its read offset). Ack nothing past it:
+                # stop, and the next start consumes again from the last commit.
+                log.critical("offset hole: a message was skipped by the consumer", hole=hole)
+                logging.shutdown()
+                os._exit(75)
             try:
                 await pipeline.run([held.message for held in batch], datetime.now(UTC))
             except Exception:
@@ -285,8 +323,6 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         for partition in partitions:
             await ticks.send(key=b"tick", value=now, partition=partition)
 
-    input_names = set(sources.topics)
-
     background: set[asyncio.Future[None]] = set()
 
     async def learn_redelivery_ends() -> None:
@@ -298,6 +334,8 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
             except Exception as exc:  # noqa: BLE001  # retried by the sample timer
                 log.warning("end offsets not known yet", error=f"{type(exc).__name__}: {exc}")
                 return
+            earliest = await app.consumer.earliest_offsets(*assigned)
+            starts.update({(tp.topic, tp.partition): n for tp, n in earliest.items()})
             pipeline.redelivery_ends = {(tp.topic, tp.partition): n for tp, n in ends.items()}
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
@@ -305,6 +343,13 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         metrics.set_recovery(not worker.ready)
         if pipeline.redelivery_ends is None:
             await learn_redelivery_ends()
+        stuck = [key for key, since in heads.items() if time.monotonic() - since > HOLE_WAIT_S]
+        if stuck:
+            # messages at the head of these partitions were skipped and are not coming
+            # back: stop, and the next start reads them again from the last commit
+            log.critical("offset hole at the head of a partition: stopping", partitions=stuck)
+            logging.shutdown()
+            os._exit(75)
         fresh = await sample_consumer_lag(app.consumer, input_names)
         lags.clear()
         lags.update(fresh)
@@ -314,6 +359,8 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     def _after_rebalance(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         processor.expiry.built = False  # partitions moved: rebuild from the local table
         pipeline.assigned()  # and what a previous owner emitted may need re-asserting
+        offsets.reset()
+        heads.clear()
         task = asyncio.ensure_future(learn_redelivery_ends())
         background.add(task)  # the sample timer retries if this fails
         task.add_done_callback(background.discard)
@@ -322,6 +369,32 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
 
     install_routes(worker)
     return worker
+
+
+class OffsetTrack:
+    """The last offset processed per input partition since the last rebalance."""
+
+    def __init__(self, ticks_topic: str) -> None:
+        self.ticks_topic = ticks_topic
+        self.last: dict[tuple[str, int], int] = {}
+
+    def reset(self) -> None:
+        self.last.clear()
+
+    def hole(self, messages: Sequence[Any]) -> str | None:
+        """The first skipped offset in ``messages`` (in arrival order), if any; records the
+        batch as seen otherwise. Redeliveries (offsets at or below the last) are fine."""
+        last = self.last
+        for m in messages:
+            if m.topic == self.ticks_topic:
+                continue
+            key = (m.topic, m.partition)
+            before = last.get(key)
+            if before is not None and m.offset > before + 1:
+                return f"{m.topic}[{m.partition}]: offsets {before + 1}..{m.offset - 1}"
+            if before is None or m.offset > before:
+                last[key] = m.offset
+        return None
 
 
 def ticks_topic_name(settings: Settings) -> str:
