@@ -9,7 +9,6 @@ the session red: nothing skips for want of a broker.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,24 +16,9 @@ from pathlib import Path
 import pytest
 
 from relmon.devbroker import BrokerHome, BrokerStartError, log_tail, start, stop
+from tests.chaos.harness import free_port_pair
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def _free_port_pair() -> int:
-    """A port p such that p and p+1 are free (client and controller listeners)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port < 65000:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free pair of ports found")
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +28,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    home = BrokerHome(Path(tmp_path_factory.mktemp("kafka-broker")), _free_port_pair())
+    home = BrokerHome(Path(tmp_path_factory.mktemp("kafka-broker")), free_port_pair())
     try:
         start(home, timeout_s=120)
     except BrokerStartError as exc:
