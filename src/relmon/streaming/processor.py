@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 
 import structlog
@@ -89,8 +90,13 @@ class Result:
     new_reasons: list[str] = field(default_factory=list)
 
 
+@lru_cache(maxsize=1 << 16)
 def partition_for(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives ``key`` (murmur2, as Java and aiokafka)."""
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as Java and aiokafka).
+
+    Cached: one event asks it several times (its routing, the expiry index, the store and
+    the changelog), and pure-Python murmur2 costs about 1.7 µs a call.
+    """
     return (int(murmur2(key.encode())) & 0x7FFFFFFF) % partitions
 
 
