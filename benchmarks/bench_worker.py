@@ -1,13 +1,18 @@
-"""Worker benchmark: the live worker against a bare aiokafka consumer, in one run.
+"""Worker benchmark: the live worker against a bare aiokafka consumer and a no-op Faust
+agent, in one run, over the same topics.
 
-1. Load N events (default 1,000,000) into the four input topics of a fresh topic prefix.
+1. Load N events (default 1,000,000) into the input topics of a fresh topic prefix.
 2. (b) A bare aiokafka consumer reads all of them (getmany loop, counting) — the ceiling.
-3. (a) `relmon worker` (a real subprocess, fresh consumer group and state) processes all of
-   them; throughput = N / (time until its committed offsets reach the end offsets).
-4. Latency: opt-outs for new supporters produced at half the measured worker rate; latency =
+3. (c) A no-op Faust agent (`benchmarks/noop_agent.py`, a subprocess with the worker's broker
+   and consumer settings, fresh group, no table) iterates and acks all of them; throughput =
+   N / (time from /readyz 200 until its committed offsets reach the end offsets). Stopped
+   before (a) starts.
+4. (a) `relmon worker` (a real subprocess, fresh consumer group and state) processes all of
+   them, timed the same way. Printed: ratios (a)/(c) and (a)/(b).
+5. Latency: opt-outs for new supporters produced at half the measured worker rate; latency =
    suppression record's timestamp (worker's producer) − input record's timestamp (producer).
-5. An opt-out's time to its suppression record when the worker is idle.
-6. A 100,000-id POST /suppressions/check.
+6. An opt-out's time to its suppression record when the worker is idle.
+7. A 100,000-id POST /suppressions/check.
 
 Run: `make bench` or `python benchmarks/bench_worker.py --events 1000000`. Starts its own
 broker unless RELMON_KAFKA_BOOTSTRAP is set.
@@ -27,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -170,11 +175,15 @@ def start_worker(
     group: str,
     tmp: Path,
     extra_env: Mapping[str, str] | None = None,
+    *,
+    command: Sequence[str] | None = None,
+    ready_timeout: float = 120.0,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """A `relmon worker` subprocess (state and log in `tmp`), returned once /readyz is 200.
 
     `extra_env` adds to or overrides its environment (e.g. a Faust setting such as
-    STREAM_BUFFER_MAXSIZE, which Faust reads from the environment)."""
+    STREAM_BUFFER_MAXSIZE, which Faust reads from the environment). `command` replaces
+    `relmon worker` (the no-op agent takes the same environment)."""
     port = free_port()
     env = {
         **os.environ,
@@ -192,34 +201,52 @@ def start_worker(
     }
     with (tmp / "worker.log").open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "relmon.cli", "worker"],
+            list(command or [sys.executable, "-m", "relmon.cli", "worker"]),
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 return proc, url
         except httpx.HTTPError:
             pass
+        if proc.poll() is not None:
+            raise SystemExit("worker exited before ready; see " + str(tmp / "worker.log"))
         time.sleep(0.3)
+    proc.terminate()
     raise SystemExit("worker did not become ready; see " + str(tmp / "worker.log"))
 
 
+NOOP_ID = "noop-bench"  # the no-op agent's RELMON_WORKER_ID (its group: prefix + this)
+NOOP_AGENT = Path(__file__).resolve().parent / "noop_agent.py"
+
+
 async def worker_throughput(
-    bootstrap: str, prefix: str, n: int, tmp: Path
+    bootstrap: str, prefix: str, n: int, tmp: Path, *, noop: bool = False
 ) -> tuple[float, subprocess.Popen[bytes], str]:
-    group = f"{prefix}relmon-bench"  # the app id: topic prefix + worker id
+    """Start `relmon worker` (or, with `noop`, the no-op Faust agent) on a fresh group and
+    time from /readyz 200 until its committed offsets reach `n` (the end offsets)."""
+    worker_id = NOOP_ID if noop else "relmon-bench"
+    group = f"{prefix}{worker_id}"  # the app id: topic prefix + worker id
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     tps = [TopicPartition(f"{prefix}{t}", p) for t in INPUT_TOPICS for p in range(PARTITIONS)]
     start = time.perf_counter()
-    proc, url = await asyncio.to_thread(start_worker, bootstrap, prefix, group, tmp)
+    if noop:
+        command = [sys.executable, str(NOOP_AGENT)]
+        env = {"RELMON_WORKER_ID": NOOP_ID}
+        proc, url = await asyncio.to_thread(
+            start_worker, bootstrap, prefix, group, tmp, env, command=command
+        )
+    else:
+        proc, url = await asyncio.to_thread(start_worker, bootstrap, prefix, group, tmp)
     ready = time.perf_counter()
-    with tqdm(total=n, desc="worker", unit="ev") as bar:
+    name = "no-op agent" if noop else "worker"
+    with tqdm(total=n, desc=name, unit="ev") as bar:
         done = 0
         while done < n:
             await asyncio.sleep(0.5)
@@ -227,11 +254,20 @@ async def worker_throughput(
             bar.update(now_done - done)
             done = now_done
             if proc.poll() is not None:
-                raise SystemExit("worker died; see " + str(tmp / "worker.log"))
+                raise SystemExit(f"{name} died; see " + str(tmp / "worker.log"))
     elapsed = time.perf_counter() - ready
     await admin.close()
-    print(f"worker start-up until ready: {ready - start:.1f}s (not counted)")
+    print(f"{name} start-up until ready: {ready - start:.1f}s (not counted)")
     return elapsed, proc, url
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 async def latency(bootstrap: str, prefix: str, rate: float, seconds: float) -> list[float]:
@@ -315,11 +351,20 @@ async def main_async(args: argparse.Namespace) -> None:
         )
         await load(bootstrap, prefix, args.events, args.supporters)
         bare = await bare_consumer(bootstrap, prefix, args.events)
+        (tmp / "noop").mkdir()
+        noop, noop_proc, _ = await worker_throughput(
+            bootstrap, prefix, args.events, tmp / "noop", noop=True
+        )
+        await asyncio.to_thread(stop, noop_proc)
         work, proc, url = await worker_throughput(bootstrap, prefix, args.events, tmp)
-        bare_rate, work_rate = args.events / bare, args.events / work
+        bare_rate, noop_rate = args.events / bare, args.events / noop
+        work_rate = args.events / work
         print(f"(b) bare aiokafka consumer: {bare:.1f}s  {bare_rate:,.0f} events/s")
+        print(f"(c) no-op Faust agent:      {noop:.1f}s  {noop_rate:,.0f} events/s")
         print(f"(a) relmon worker:          {work:.1f}s  {work_rate:,.0f} events/s")
-        print(f"ratio (a)/(b): {work_rate / bare_rate:.3f}  (goal >= 0.25)")
+        print(f"ratio (a)/(c) worker/noop: {work_rate / noop_rate:.3f}  (goal >= 0.7)")
+        print(f"ratio (a)/(b) worker/bare: {work_rate / bare_rate:.3f}  (goal >= 0.25)")
+        print(f"ratio (c)/(b) noop/bare:   {noop_rate / bare_rate:.3f}")
         lat = await latency(bootstrap, prefix, work_rate / 2, args.latency_seconds)
         if lat:
             print(
@@ -344,8 +389,7 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"100,000-id batch check: best {best:.3f}s, median {median:.3f}s (goal <= 1 s)")
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop(proc)
         if home is not None:
             await asyncio.to_thread(devbroker.stop, home)
 
