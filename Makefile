@@ -98,10 +98,12 @@ $(BENCH_SIM): | $(STAMP)
 	@mkdir -p build
 	$(BIN)/relmon simulate --supporters 23000 --days 365 --seed 7 --out $@
 
-bench: $(STAMP) $(KAFKA_STAMP) $(BENCH_SIM) ## benchmarks (replay vs json.loads; worker vs bare consumer); see BENCHMARKS.md
+bench: $(STAMP) $(KAFKA_STAMP) $(BENCH_SIM) ## benchmarks (replay vs json.loads; worker vs no-op agent vs bare consumer; restart; API); see BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_replay.py
 	$(BIN)/python benchmarks/bench_replay.py --input $(BENCH_SIM)
 	$(BIN)/python benchmarks/bench_worker.py
+	$(BIN)/python benchmarks/bench_restart.py
+	$(BIN)/python benchmarks/bench_api.py
 
 clean: broker-stop ## remove the venv, broker data, jars and caches
 	rm -rf $(VENV) $(BROKER_HOME) $(KAFKA_LIB) .pytest_cache .mypy_cache .ruff_cache .relmon-state
