@@ -20,7 +20,7 @@ from relmon.domain.events import (
     EmailEngagement,
     InputEvent,
 )
-from relmon.domain.outputs import Alert, DeadLetter, SuppressionRecord
+from relmon.domain.outputs import Alert, DeadLetter, SuppressionAnswer, SuppressionRecord
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _INPUTS: dict[str, type[BaseModel]] = {
@@ -33,6 +33,7 @@ _OUTPUTS: dict[str, type[BaseModel]] = {
     "suppression_record": SuppressionRecord,
     "alert": Alert,
     "dead_letter": DeadLetter,
+    "suppression_answer": SuppressionAnswer,
 }
 
 

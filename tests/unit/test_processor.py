@@ -139,19 +139,6 @@ def test_partition_matches_kafkas_default_partitioner() -> None:
             assert partition_for(sid, n) == expected
 
 
-def test_never_seen_template_equals_the_engines_record() -> None:
-    """The API's shortcut for never-seen supporters gives byte for byte the record the engine
-    gives, ids needing JSON escapes included."""
-    from relmon.web.api import NeverSeen
-
-    engine = Engine(load_policy())
-    template = NeverSeen(engine, T0)
-    from relmon.domain import encode_record
-
-    for sid in ("S-1", 'quote"and\\slash', "ü-ñ", "x" * 64):
-        assert template.record(sid) == encode_record(engine.decision(None, sid, T0))
-
-
 def test_event_far_in_the_future_is_a_dead_letter(processor: Processor) -> None:
     """An event dated more than a day ahead of the worker's clock is refused with a reason,
     so it cannot make the supporter's real events look too old to count."""

@@ -41,6 +41,7 @@ def test_one_schema_per_type() -> None:
         "suppression_record",
         "alert",
         "dead_letter",
+        "suppression_answer",
     }
 
 

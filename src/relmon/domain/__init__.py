@@ -18,10 +18,13 @@ from relmon.domain.outputs import (
     Alert,
     DeadLetter,
     Reason,
+    SuppressionAnswer,
     SuppressionRecord,
     encode_alert,
+    encode_answer,
     encode_dead_letter,
     encode_record,
+    encode_unknown_answer,
 )
 from relmon.domain.policy import Policy, default_policy, load_policy
 from relmon.domain.state import SupporterState
@@ -39,11 +42,14 @@ __all__ = [
     "Policy",
     "Reason",
     "SupporterState",
+    "SuppressionAnswer",
     "SuppressionRecord",
     "default_policy",
     "encode_alert",
+    "encode_answer",
     "encode_dead_letter",
     "encode_record",
+    "encode_unknown_answer",
     "load_policy",
     "parse_event",
 ]

@@ -23,7 +23,13 @@ from typing import Annotated, Any, Literal, TypeVar
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from relmon.domain.events import CallOutcomeValue, CampaignPurpose, DonationAction, Frequency
+from relmon.domain.events import (
+    MARKETING_PURPOSES,
+    CallOutcomeValue,
+    CampaignPurpose,
+    DonationAction,
+    Frequency,
+)
 
 ReasonCode = Literal[
     "OPTED_OUT",
@@ -66,6 +72,25 @@ class SuppressionRecord(_Output):
     policy_version: str
     decided_at: AwareDatetime
     cause_event_id: str | None
+
+
+class SuppressionAnswer(_Output):
+    """What the HTTP API answers for one supporter: the record as on the topic, plus
+    ``known`` (false for a supporter relmon has never seen: not suppressed, nothing decided,
+    so ``decided_at`` is null) and the campaign purposes the decision blocks."""
+
+    supporter_id: str
+    suppressed: bool
+    reasons: list[Reason]
+    until: AwareDatetime | None
+    fatigue: Score
+    irritation_risk: Score
+    loyal: bool
+    policy_version: str
+    decided_at: AwareDatetime | None
+    cause_event_id: str | None
+    known: bool
+    blocked_purposes: list[CampaignPurpose]
 
 
 class Contact(_Output):
@@ -195,6 +220,38 @@ def encode_record(r: SuppressionRecord) -> bytes:
             "policy_version": r.policy_version,
             "decided_at": _utc(r.decided_at),
             "cause_event_id": r.cause_event_id,
+        },
+        option=_OPTIONS,
+    )
+
+
+_BLOCKED = orjson.dumps(sorted(MARKETING_PURPOSES))
+_KNOWN_SUPPRESSED = b',"known":true,"blocked_purposes":' + _BLOCKED + b"}"
+_KNOWN_FREE = b',"known":true,"blocked_purposes":[]}'
+
+
+def encode_answer(r: SuppressionRecord) -> bytes:
+    """Canonical JSON of the API's answer for a known supporter: the record's JSON (same
+    bytes, same field order) followed by ``known`` and ``blocked_purposes``."""
+    return encode_record(r)[:-1] + (_KNOWN_SUPPRESSED if r.suppressed else _KNOWN_FREE)
+
+
+def encode_unknown_answer(supporter_id: str, policy_version: str) -> bytes:
+    """Canonical JSON of the API's answer for a supporter relmon has never seen."""
+    return orjson.dumps(
+        {
+            "supporter_id": supporter_id,
+            "suppressed": False,
+            "reasons": [],
+            "until": None,
+            "fatigue": 0.0,
+            "irritation_risk": 0.0,
+            "loyal": False,
+            "policy_version": policy_version,
+            "decided_at": None,
+            "cause_event_id": None,
+            "known": False,
+            "blocked_purposes": [],
         },
         option=_OPTIONS,
     )

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -34,8 +34,9 @@ from typing import Any, cast
 
 import faust
 import mode
+import orjson
 from faust.types import TP
-from prometheus_client import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from relmon.domain import Engine, Policy, SupporterState
 from relmon.observability.logging import get_logger
@@ -48,6 +49,7 @@ from relmon.settings import Settings
 from relmon.streaming.pipeline import BatchPipeline
 from relmon.streaming.processor import Emit, Processor, partition_for
 from relmon.topics import ALERTS, DLQ, INPUT_TOPICS, SUPPRESSIONS
+from relmon.web.api import Api, install_routes
 
 log = get_logger(__name__)
 TABLE_NAME = "supporter-state"
@@ -98,6 +100,30 @@ class Worker:
     outputs: dict[str, Any]
     metrics: RelmonMetrics
     pipeline: BatchPipeline | None = None
+
+    # --- what the API needs (relmon.web.api.Backend) --------------------------------------
+    @property
+    def partitions(self) -> int:
+        return self.settings.partitions
+
+    def owners(self) -> dict[int, str]:
+        """Partition -> base URL of the worker that owns it (from the last rebalance)."""
+        owners: dict[int, str] = {}
+        for host, topics in self.app.router.table_metadata(TABLE_NAME).items():
+            for partitions in topics.values():
+                for partition in partitions:
+                    owners[partition] = str(host).rstrip("/")
+        return owners
+
+    def answers(self, ids: Iterable[str], now: datetime) -> Iterator[tuple[str, bytes]]:
+        return self.processor.view.answers(ids, now)
+
+    def explain(self, supporter_id: str, now: datetime) -> bytes:
+        state = self.processor.load(supporter_id)
+        return orjson.dumps(self.engine.explain(state, supporter_id, now))
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        return generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST
 
     @property
     def ready(self) -> bool:
@@ -338,9 +364,27 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
             starts.update({(tp.topic, tp.partition): n for tp, n in earliest.items()})
             pipeline.redelivery_ends = {(tp.topic, tp.partition): n for tp, n in ends.items()}
 
+    warming: list[asyncio.Future[int]] = []  # the view's warm-up since the last rebalance
+
+    def warm_view() -> None:
+        """Once ready after a rebalance, decide every held supporter in the background, so
+        that the first large check is answered from the view (relmon.streaming.view)."""
+        if warming or not worker.ready:
+            return
+        ids = (sid for sid, _raw in store.items())
+        warm_task = asyncio.ensure_future(processor.view.warm(ids, datetime.now(UTC)))
+        warming.append(warm_task)
+
+        def done(t: asyncio.Future[int]) -> None:
+            if not t.cancelled() and t.exception() is None:
+                log.info("current-decision view warmed", supporters=t.result())
+
+        warm_task.add_done_callback(done)
+
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def sample() -> None:
         metrics.set_recovery(not worker.ready)
+        warm_view()
         if pipeline.redelivery_ends is None:
             await learn_redelivery_ends()
         stuck = [key for key, since in heads.items() if time.monotonic() - since > HOLE_WAIT_S]
@@ -358,6 +402,10 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # mode types the handler too narrowly
     def _after_rebalance(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         processor.expiry.built = False  # partitions moved: rebuild from the local table
+        processor.view.clear()  # and answer only from states of the partitions now held
+        for warm_task in warming:
+            warm_task.cancel()
+        warming.clear()
         pipeline.assigned()  # and what a previous owner emitted may need re-asserting
         offsets.reset()
         heads.clear()
@@ -365,9 +413,9 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         background.add(task)  # the sample timer retries if this fails
         task.add_done_callback(background.discard)
 
-    from relmon.web.api import install_routes
-
-    install_routes(worker)
+    web_app = cast(Any, app.web).web_app  # the aiohttp driver's application
+    api = Api(worker, token=settings.api_token, self_url=settings.canonical_url())
+    install_routes(web_app, api)
     return worker
 
 

@@ -47,6 +47,7 @@ from relmon.domain import (
     parse_event,
 )
 from relmon.errors import InvalidEvent
+from relmon.streaming.view import DecisionView
 
 MAX_EXPIRY_STEPS = 32  # successive untils handled per supporter and tick (bounded work)
 # A dead letter must fit in one Kafka message: the broker's and the producer's default limit
@@ -228,6 +229,8 @@ class Processor:
         self.suppressions = SuppressionCounts()
         # new states of the batch in hand, not yet persisted (read before the store)
         self.dirty: dict[str, SupporterState] = {}
+        # what the API answers, per supporter; forgotten whenever a state changes
+        self.view = DecisionView(engine, self.load)
 
     def handle(
         self,
@@ -283,6 +286,7 @@ class Processor:
         if outcome.state is not state:
             self.dirty[sid] = outcome.state
             self.expiry.note(outcome.state)
+            self.view.forget(sid)
         result.new_reasons = self.suppressions.update(sid, outcome)
         result.emits.extend(self._emits(sid, outcome))
         return result
@@ -334,6 +338,7 @@ class Processor:
                 yield from self._emits(sid, outcome)
             if state is not loaded:
                 self.dirty[sid] = state
+                self.view.forget(sid)
             self.expiry.note(state)
 
     def rebuild_expiry(self, items: Iterable[tuple[str, bytes]]) -> int:
@@ -341,6 +346,7 @@ class Processor:
         start-up and after a rebalance, when partitions moved)."""
         self.expiry.due.clear()
         self.suppressions.clear()
+        self.view.clear()
         for sid, raw in items:
             if sid in self.dirty:
                 continue

@@ -1,18 +1,28 @@
 """The dialer API on the worker's web server (aiohttp, through Faust's web driver).
 
-Routes (contract section 4)::
+Routes (contract sections 4 and 5)::
 
-    GET  /suppressions/{supporter_id}   the current record (never seen: not suppressed)
+    GET  /suppressions/{supporter_id}   the supporter's answer (below)
     POST /suppressions/check            {"supporter_ids": [...]} (≤ 100,000 ids)
-                                        -> {"results": {id: record}}
+                                        -> {"results": {id: answer}}
     GET  /supporters/{supporter_id}     state, scores and the contributions behind them
     GET  /metrics                       Prometheus text format
     GET  /healthz  /readyz              liveness; readiness (only after table recovery)
 
+An answer is the supporter's current decision as on the suppression topic, with ``known``
+and ``blocked_purposes`` added (schema ``schemas/suppression_answer.json``); it comes from
+the worker's current-decision view (:mod:`relmon.streaming.view`), so ``decided_at`` is the
+causing event's time or the ``until`` that lifted it, never the request's time. A
+suppression whose ``until`` has passed reads as lifted even before the lift record is
+emitted. A never-seen supporter is ``known: false``, ``suppressed: false``.
+
 A supporter's state lives on the worker that owns its partition. A request for a supporter
 owned by another worker is forwarded there (one forwarded batch per owner for ``check``), so
-any worker answers for every supporter. Decisions are evaluated at the wall-clock time of the
-request, so an expired suppression reads as lifted even before the lift record is emitted.
+any worker answers for every supporter. A long check answers in slices and yields to the
+event loop between them, so single checks and stream processing are not held up by it.
+
+The handlers reach the worker only through :class:`Backend`, so they are tested without a
+broker (tests/unit/test_api.py).
 
 Errors are JSON ``{"error": ..., "detail": ...}`` with a 4xx status for bad requests. When
 ``RELMON_API_TOKEN`` is set every route but the health checks needs ``Authorization: Bearer``.
@@ -22,28 +32,53 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 
-from relmon.domain import encode_record
 from relmon.streaming.processor import partition_for
 
-if TYPE_CHECKING:
-    from relmon.streaming.app import Worker
-
 MAX_BATCH = 100_000
-CHECK_CHUNK = 2_000
+SLICE_S = 0.004  # the longest a request holds the event loop before yielding to others
 MAX_ID_LENGTH = 64
 FORWARDED = "X-Relmon-Forwarded"
 OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Backend(Protocol):
+    """What the API needs from a running worker (:class:`relmon.streaming.app.Worker`)."""
+
+    @property
+    def ready(self) -> bool:
+        """Recovered and settled: answers can be trusted."""
+        ...
+
+    @property
+    def partitions(self) -> int: ...
+
+    def owners(self) -> dict[int, str]:
+        """Partition -> base URL of the worker that owns it (from the last rebalance)."""
+        ...
+
+    def answers(self, ids: Iterable[str], now: datetime) -> Iterator[tuple[str, bytes]]:
+        """``(id, encoded answer)`` from the current-decision view, for ids it owns."""
+        ...
+
+    def explain(self, supporter_id: str, now: datetime) -> bytes:
+        """State, scores and contributions, encoded (``GET /supporters/{id}``)."""
+        ...
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        """The Prometheus exposition and its content type."""
+        ...
 
 
 def not_ready() -> web.Response:
@@ -59,29 +94,13 @@ def error(status: int, code: str, detail: str) -> web.Response:
     return web.Response(status=status, body=body, content_type="application/json")
 
 
-class NeverSeen:
-    """The encoded record of a never-seen supporter, made once per request and per time."""
-
-    PLACEHOLDER = "\x00"
-
-    def __init__(self, engine: Any, now: datetime) -> None:
-        template = encode_record(engine.decision(None, self.PLACEHOLDER, now))
-        head, sep, tail = template.partition(orjson.dumps(self.PLACEHOLDER))
-        if not sep:
-            raise RuntimeError("the never-seen record does not carry its supporter_id")
-        self.head, self.tail = head, tail
-
-    def record(self, supporter_id: str) -> bytes:
-        return self.head + orjson.dumps(supporter_id) + self.tail
-
-
 class Api:
-    """Request handlers bound to one running worker."""
+    """Request handlers bound to one worker (through :class:`Backend`)."""
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.token = worker.settings.api_token
-        self.self_url = worker.settings.canonical_url()
+    def __init__(self, backend: Backend, *, token: SecretStr | None, self_url: str) -> None:
+        self.backend = backend
+        self.token = token
+        self.self_url = self_url
         self._session: ClientSession | None = None
 
     # --- middleware -------------------------------------------------------------------
@@ -103,32 +122,6 @@ class Api:
             return error(exc.status, code, f"{request.method} {request.path}: {exc.reason}")
 
     # --- helpers ----------------------------------------------------------------------
-    def _records(self, ids: list[str], now: datetime) -> dict[str, bytes]:
-        """Records for many supporters; never-seen ones share one encoded template (the
-        record of a never-seen supporter differs only in its id), which is most of a
-        100,000-id check."""
-        never_seen = NeverSeen(self.worker.engine, now)
-        out: dict[str, bytes] = {}
-        load = self.worker.processor.load
-        for sid in ids:
-            state = load(sid)
-            if state is None:
-                out[sid] = never_seen.record(sid)
-            else:
-                out[sid] = encode_record(self.worker.engine.decision(state, sid, now))
-        return out
-
-    def _owners(self) -> dict[int, str]:
-        """Partition -> base URL of the worker that owns it (from the last rebalance)."""
-        from relmon.streaming.app import TABLE_NAME
-
-        owners: dict[int, str] = {}
-        for host, topics in self.worker.app.router.table_metadata(TABLE_NAME).items():
-            for partitions in topics.values():
-                for partition in partitions:
-                    owners[partition] = str(host).rstrip("/")
-        return owners
-
     def _is_local(self, owner: str | None) -> bool:
         return owner is None or owner == self.self_url
 
@@ -163,23 +156,22 @@ class Api:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        if self.worker.ready:
+        if self.backend.ready:
             return web.json_response({"status": "ready"})
         return error(503, "not_ready", "table recovery or a rebalance is in progress")
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.worker.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body, content_type = self.backend.metrics_text()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def suppression(self, request: web.Request) -> web.Response:
-        return await self._single(request, lambda sid, now: self._records([sid], now)[sid])
+        def one(sid: str, now: datetime) -> bytes:
+            return next(self.backend.answers([sid], now))[1]
+
+        return await self._single(request, one)
 
     async def supporter(self, request: web.Request) -> web.Response:
-        def explain(sid: str, now: datetime) -> bytes:
-            state = self.worker.processor.load(sid)
-            return orjson.dumps(self.worker.engine.explain(state, sid, now))
-
-        return await self._single(request, explain)
+        return await self._single(request, self.backend.explain)
 
     async def _single(
         self, request: web.Request, answer: Callable[[str, datetime], bytes]
@@ -188,10 +180,9 @@ class Api:
             sid = self._supporter_id(request)
         except ValueError as exc:
             return error(400, "bad_supporter_id", str(exc))
-        if not self.worker.ready:
+        if not self.backend.ready:
             return not_ready()
-        owners = self._owners()
-        owner = owners.get(partition_for(sid, self.worker.settings.partitions))
+        owner = self.backend.owners().get(partition_for(sid, self.backend.partitions))
         if FORWARDED not in request.headers:
             if owner is None:
                 return not_ready()
@@ -204,16 +195,15 @@ class Api:
         ids = await self._parse_check(request)
         if isinstance(ids, web.Response):
             return ids
-        if not self.worker.ready:
+        if not self.backend.ready:
             return not_ready()
         now = datetime.now(UTC)
-        results: dict[str, bytes] = {}
         remote: dict[str, list[str]] = defaultdict(list)
         if FORWARDED in request.headers:
             local = ids
         else:
-            owners = self._owners()
-            partitions = self.worker.settings.partitions
+            owners = self.backend.owners()
+            partitions = self.backend.partitions
             if len(owners) < partitions:
                 return not_ready()  # some partition has no known owner: do not guess
             if all(self._is_local(owner) for owner in owners.values()):
@@ -226,30 +216,31 @@ class Api:
                         local.append(sid)
                     else:
                         remote[str(owner)].append(sid)
-        answers = [self._forward_check(request, owner, chunk) for owner, chunk in remote.items()]
-        forwarded = await asyncio.gather(*answers)
-        # In chunks, yielding to the event loop in between: a 100,000-id check must not stall
-        # the worker's stream processing (or its heartbeats) for its whole duration.
-        for start in range(0, len(local), CHECK_CHUNK):
-            results.update(self._records(local[start : start + CHECK_CHUNK], now))
-            await asyncio.sleep(0)
-        for part in forwarded:
-            results.update(part)
-        body = (
-            b'{"results":{'
-            + b",".join(orjson.dumps(sid) + b":" + rec for sid, rec in results.items())
-            + b"}}"
+        forwarding = asyncio.gather(
+            *(self._forward_check(request, owner, chunk) for owner, chunk in remote.items())
         )
+        # Answered in slices of at most SLICE_S, yielding to the event loop in between: a
+        # 100,000-id check must not hold up single checks, stream processing or heartbeats.
+        parts: list[bytes] = []
+        answers = self.backend.answers(local, now)
+        while True:
+            piece = _join_slice(answers, SLICE_S)
+            if piece is None:
+                break
+            parts.append(piece)
+            await asyncio.sleep(0)
+        for forwarded in await forwarding:
+            parts.extend(forwarded)
+        body = b'{"results":{' + b",".join(parts) + b"}}"
         return web.Response(body=body, content_type="application/json")
 
-    async def _forward_check(
-        self, request: web.Request, owner: str, ids: list[str]
-    ) -> dict[str, bytes]:
+    async def _forward_check(self, request: web.Request, owner: str, ids: list[str]) -> list[bytes]:
+        """The owner's answers for ``ids``, as ``"id":answer`` pieces of the results object."""
         response = await self._forward(request, owner, orjson.dumps({"supporter_ids": ids}))
         if response.status != 200 or response.body is None:
             raise web.HTTPBadGateway(reason=f"worker {owner} answered {response.status}")
         decoded = orjson.loads(response.body)  # type: ignore[arg-type]
-        return {sid: orjson.dumps(rec) for sid, rec in decoded["results"].items()}
+        return [orjson.dumps(sid) + b":" + orjson.dumps(a) for sid, a in decoded["results"].items()]
 
     async def _parse_check(self, request: web.Request) -> list[str] | web.Response:
         try:
@@ -275,9 +266,21 @@ class Api:
             await self._session.close()
 
 
-def install_routes(worker: Worker) -> Api:
-    api = Api(worker)
-    web_app: web.Application = cast(Any, worker.app.web).web_app  # the aiohttp driver's app
+def _join_slice(answers: Iterator[tuple[str, bytes]], budget_s: float) -> bytes | None:
+    """The next ``"id":answer,...`` piece, as many answers as ``budget_s`` allows (at least
+    one); None when ``answers`` is exhausted."""
+    out: list[bytes] = []
+    dumps = orjson.dumps
+    deadline = time.perf_counter() + budget_s
+    for sid, answer in answers:
+        out.append(dumps(sid) + b":" + answer)
+        if len(out) % 256 == 0 and time.perf_counter() > deadline:
+            break
+    return b",".join(out) if out else None
+
+
+def install_routes(web_app: web.Application, api: Api) -> Api:
+    """Add the API's routes and middleware to the worker's aiohttp application."""
     web_app.middlewares.append(api.middleware)
     router = web_app.router
     router.add_get("/healthz", api.healthz)

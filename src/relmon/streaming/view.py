@@ -1,0 +1,126 @@
+"""The current-decision view: what a dialer is told about each supporter this worker holds.
+
+A read model beside the write path (compare cosmicpython's ``views.py``): the batch pipeline
+writes states, this view turns them into answers and keeps each answer until it can change.
+
+* **The answer** for a known supporter is its decision *as on the topic*: the reasons,
+  ``until``, ``decided_at`` and ``cause_event_id`` of the last record emitted (``decided_at``
+  is the causing event's time, or the ``until`` that lifted it), followed by ``known: true``
+  and the purposes it blocks (:func:`relmon.domain.encode_answer`). Its scores are those at
+  ``decided_at`` from every fact known now: the same as the record's when events arrived in
+  time order; when an earlier event arrived later, they count it (the live-equals-replay
+  test holds the API to the engine's decision over all events), and when facts were
+  forgotten since (retention), they no longer count them. A supporter that was never
+  suppressed has no record on the topic; its answer is its decision at its latest event
+  time. Never the request time: the same state always gives the same bytes.
+* **Until when it holds.** Each answer is kept with the supporter's next change by time alone
+  (a reason's ``until``). A request after that moment re-decides that one supporter: the
+  expiries due are applied to a copy of its state (as the worker's timer will, and persists,
+  a moment later), so the answer is the lift the topic is about to carry, at its true
+  ``decided_at``.
+* **Invalidation.** The processor forgets a supporter's answer whenever it changes its
+  state; the next request decides it again from the state (the batch's write-back cache
+  first, then the table). After a rebalance the view starts empty, and :meth:`warm` fills it
+  in the background so that the first 100,000-id check does not pay for every decision.
+
+A never-seen supporter is answered ``known: false``, ``suppressed: false``, ``decided_at:
+null`` (nothing was decided); the caller finds that out from the store, not from the view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+
+import orjson
+
+from relmon.domain import Engine, SupporterState, encode_answer, encode_unknown_answer
+
+MAX_EXPIRY_STEPS = 32  # successive untils applied per supporter and answer (bounded work)
+_NEVER = float("inf")
+
+
+class DecisionView:
+    """Encoded answers per supporter, each with the epoch second until which it holds."""
+
+    def __init__(self, engine: Engine, load: Callable[[str], SupporterState | None]) -> None:
+        self.engine = engine
+        self.load = load
+        self._answers: dict[str, tuple[bytes, float]] = {}
+        self._unknown_head, self._unknown_tail = _unknown_template(engine.policy.version)
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def forget(self, supporter_id: str) -> None:
+        """The supporter's state changed: decide again on the next request."""
+        self._answers.pop(supporter_id, None)
+
+    def clear(self) -> None:
+        """Partitions moved: nothing held here is known to be this worker's any more."""
+        self._answers.clear()
+
+    def answer(self, supporter_id: str, now: datetime) -> bytes:
+        """The encoded answer for one supporter at ``now`` (the request's wall clock, which
+        only decides whether a due expiry has to be applied first)."""
+        held = self._answers.get(supporter_id)
+        if held is not None and held[1] > now.timestamp():
+            return held[0]
+        return self._decide(supporter_id, now.timestamp())
+
+    def answers(self, ids: Iterable[str], now: datetime) -> Iterator[tuple[str, bytes]]:
+        """``(id, answer)`` for many supporters (the batch check's inner loop)."""
+        t = now.timestamp()
+        get = self._answers.get
+        for sid in ids:
+            held = get(sid)
+            if held is not None and held[1] > t:
+                yield sid, held[0]
+            else:
+                yield sid, self._decide(sid, t)
+
+    async def warm(self, ids: Iterable[str], now: datetime, slice_s: float = 0.005) -> int:
+        """Decide every supporter in ``ids`` not held yet, yielding to the event loop every
+        ``slice_s`` so that requests and stream processing go on meanwhile."""
+        t = now.timestamp()
+        done = 0
+        started = time.perf_counter()
+        for sid in ids:
+            if sid not in self._answers:
+                self._decide(sid, t)
+                done += 1
+            if time.perf_counter() - started > slice_s:
+                await asyncio.sleep(0)
+                started = time.perf_counter()
+        return done
+
+    def _decide(self, supporter_id: str, t: float) -> bytes:
+        state = self.load(supporter_id)
+        if state is None:
+            return self._unknown_head + orjson.dumps(supporter_id) + self._unknown_tail
+        engine = self.engine
+        for _ in range(MAX_EXPIRY_STEPS):
+            wake = state.wake
+            if wake is None or wake > t:
+                break
+            outcome = engine.expire(state, datetime.fromtimestamp(wake, UTC))
+            if outcome.state is state:
+                break
+            state = outcome.state
+        at = state.last_at if state.last is not None else state.clock
+        record = engine.decision(state, supporter_id, datetime.fromtimestamp(at, UTC))
+        answer = encode_answer(record)
+        self._answers[supporter_id] = (answer, _NEVER if state.wake is None else state.wake)
+        return answer
+
+
+def _unknown_template(policy_version: str) -> tuple[bytes, bytes]:
+    """The never-seen answer split around its supporter id (it differs in nothing else)."""
+    placeholder = "\x00"
+    template = encode_unknown_answer(placeholder, policy_version)
+    head, sep, tail = template.partition(orjson.dumps(placeholder))
+    if not sep:
+        raise RuntimeError("the never-seen answer does not carry its supporter_id")
+    return head, tail

@@ -1,0 +1,169 @@
+"""The current-decision view: what the API answers, decided from the states, without Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from relmon.domain import Engine, encode_unknown_answer, load_policy
+from relmon.domain.events import MARKETING_PURPOSES
+from relmon.simulation import SimulationParams, generate
+from relmon.streaming.processor import Processor, partition_for
+
+PARTITIONS = 4
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+ANSWER_ONLY = ("known", "blocked_purposes")
+
+
+class DictStore(dict[str, bytes]):
+    """An in-memory StateStore."""
+
+
+def make_processor() -> Processor:
+    return Processor(Engine(load_policy()), DictStore(), partitions=PARTITIONS)
+
+
+def persist(processor: Processor) -> None:
+    store: DictStore = processor.store  # type: ignore[assignment]
+    store.update({sid: state.to_bytes() for sid, state in processor.take_dirty().items()})
+
+
+def feed(processor: Processor, event: dict[str, Any], offset: int = 0) -> list[dict[str, Any]]:
+    """Handle one event on its supporter's partition; the suppression records it emitted."""
+    sid = event["supporter_id"]
+    result = processor.handle(
+        "relmon.calls", partition_for(sid, PARTITIONS), offset, sid.encode(), orjson.dumps(event)
+    )
+    assert result.error_kind is None, result.emits
+    return [orjson.loads(e.value) for e in result.emits if e.output == "suppressions"]
+
+
+def declined_upgrade_call(eid: str, at: datetime, sid: str = "S-1") -> dict[str, Any]:
+    return {
+        "type": "call_outcome",
+        "event_id": eid,
+        "supporter_id": sid,
+        "occurred_at": at.isoformat(),
+        "call_id": f"c-{eid}",
+        "direction": "outbound",
+        "campaign_id": "C1",
+        "campaign_purpose": "upgrade",
+        "partner_id": "P-1",
+        "agent_id": None,
+        "duration_s": 60,
+        "outcome": "declined",
+    }
+
+
+def simulated(supporters: int = 400, days: int = 90) -> Iterator[dict[str, Any]]:
+    yield from generate(SimulationParams(), 11, supporters, days, date(2026, 1, 1))
+
+
+def test_a_known_supporters_answer_is_its_last_record_as_on_the_topic() -> None:
+    """Over a simulated quarter, every supporter's answer at its latest event time is the
+    last suppression record emitted for it (reasons, until, decided_at, cause; scores too,
+    within what facts forgotten since can move), followed by ``known: true`` and the
+    purposes it blocks; one never suppressed is answered at its latest event time, not
+    suppressed."""
+    processor = make_processor()
+    last: dict[str, dict[str, Any]] = {}
+    clock: dict[str, datetime] = {}
+    for i, event in enumerate(simulated()):
+        for record in feed(processor, event, i):
+            last[event["supporter_id"]] = record
+        clock[event["supporter_id"]] = datetime.fromisoformat(event["occurred_at"])
+        if i % 50 == 0:
+            persist(processor)  # answers come from the cache and from the store alike
+    assert len(last) > 50, "the simulated quarter should suppress many supporters"
+    never_suppressed = 0
+    for sid, at in clock.items():
+        answer = orjson.loads(processor.view.answer(sid, at))
+        assert answer.pop("known") is True
+        blocked = answer.pop("blocked_purposes")
+        assert blocked == (sorted(MARKETING_PURPOSES) if answer["suppressed"] else [])
+        if sid in last:
+            scores = ("fatigue", "irritation_risk")
+            for name in scores:
+                assert abs(answer.pop(name) - last[sid][name]) < 0.01, (sid, name)
+            assert answer == {k: v for k, v in last[sid].items() if k not in scores}, sid
+        else:
+            never_suppressed += 1
+            assert answer["suppressed"] is False
+            assert datetime.fromisoformat(answer["decided_at"]) == at.astimezone(UTC)
+    assert never_suppressed > 0
+
+
+def test_a_due_expiry_is_answered_as_the_lift_the_timer_will_emit() -> None:
+    """After a suppression's ``until``, the answer is the lift decided at that ``until``
+    (before the timer emits it), and it is the very record the timer then emits."""
+    processor = make_processor()
+    (suppressed,) = feed(processor, declined_upgrade_call("e1", T0))
+    persist(processor)
+    until = datetime.fromisoformat(suppressed["until"])
+    before = orjson.loads(processor.view.answer("S-1", until - timedelta(seconds=1)))
+    assert before["suppressed"] is True
+    assert before["decided_at"] == suppressed["decided_at"]
+
+    after = orjson.loads(processor.view.answer("S-1", until + timedelta(hours=1)))
+    assert after["suppressed"] is False
+    assert datetime.fromisoformat(after["decided_at"]) == until
+    assert after["blocked_purposes"] == []
+    assert processor.store == {"S-1": processor.store["S-1"]}  # the store was not touched
+    assert not processor.dirty
+
+    processor.rebuild_expiry(processor.store.items())
+    lifted = list(processor.expire(HOME, until + timedelta(hours=1)))
+    assert [orjson.loads(e.value) for e in lifted] == [
+        {k: v for k, v in after.items() if k not in ANSWER_ONLY}
+    ]
+
+
+HOME = partition_for("S-1", PARTITIONS)
+
+
+def test_an_answer_is_forgotten_when_the_state_changes() -> None:
+    """A held answer is not served once a new event changed the supporter's state."""
+    processor = make_processor()
+    (first,) = feed(processor, declined_upgrade_call("e1", T0))
+    assert orjson.loads(processor.view.answer("S-1", T0))["decided_at"] == first["decided_at"]
+    later = T0 + timedelta(days=2)
+    records = feed(processor, declined_upgrade_call("e2", later), offset=1)
+    answer = orjson.loads(processor.view.answer("S-1", later))
+    assert answer["decided_at"] == records[-1]["decided_at"] != first["decided_at"]
+
+
+@pytest.mark.parametrize("sid", ["S-404", 'quote"and\\slash', "ü-ñ", "x" * 64])
+def test_a_never_seen_supporter_is_unknown_and_not_suppressed(sid: str) -> None:
+    """Never seen: ``known: false``, not suppressed, nothing decided (``decided_at`` null),
+    nothing blocked; the shared template gives exactly the encoder's bytes, escapes
+    included."""
+    processor = make_processor()
+    raw = processor.view.answer(sid, T0)
+    assert raw == encode_unknown_answer(sid, processor.engine.policy.version)
+    answer = orjson.loads(raw)
+    assert answer["supporter_id"] == sid
+    assert (answer["known"], answer["suppressed"], answer["decided_at"]) == (False, False, None)
+    assert answer["blocked_purposes"] == []
+    assert len(processor.view) == 0  # nothing is held for ids never seen
+
+
+async def test_warm_decides_every_held_supporter_once() -> None:
+    """Warming after a rebalance decides each stored supporter once; later answers come from
+    what it holds (the same bytes as deciding afresh)."""
+    processor = make_processor()
+    for i, event in enumerate(simulated(supporters=60, days=30)):
+        feed(processor, event, i)
+    persist(processor)
+    processor.rebuild_expiry(processor.store.items())
+    assert len(processor.view) == 0
+    now = T0 + timedelta(days=400)
+    decided = await processor.view.warm(list(processor.store), now)
+    assert decided == len(processor.store) == len(processor.view)
+    fresh = make_processor()
+    fresh.store.update(processor.store)  # type: ignore[attr-defined]
+    for sid in processor.store:
+        assert processor.view.answer(sid, now) == fresh.view.answer(sid, now)
