@@ -12,6 +12,9 @@ RELMON_KAFKA_BOOTSTRAP is set):
     "expiry index rebuilt" log line), and after a 100,000-id `POST /suppressions/check` of
     held supporters (its time is printed too).
 
+From /readyz 200 until the expiry index is rebuilt, one supporter is read every 0.1 s
+(closed loop): the slowest answer shows how long the API stalls after it reports ready.
+
 After each start a few supporters are read back over the API (`GET /suppressions/{id}`,
 `GET /supporters/{id}`) and compared with what the engine decides from the state written:
 the worker must hold the states, not answer "never seen".
@@ -47,6 +50,7 @@ import random
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -352,6 +356,22 @@ def du_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1024**2
 
 
+def probe_gets(
+    url: str, sid: str, stop_flag: threading.Event, lat: list[float], bad: list[int]
+) -> None:
+    """GET one supporter every 0.1 s until `stop_flag`: 200 latencies (ms), other statuses."""
+    with httpx.Client(base_url=url, timeout=120) as client:
+        while not stop_flag.is_set():
+            t0 = time.perf_counter()
+            status = client.get(f"/suppressions/{sid}").status_code
+            took = time.perf_counter() - t0
+            if status == 200:
+                lat.append(took * 1000)
+            else:
+                bad.append(status)
+            time.sleep(max(0.0, 0.1 - took))
+
+
 def wait_for_log(log: Path, offset: int, text: str, timeout: float) -> float | None:
     """Seconds until `text` appears in `log` after byte `offset`, or None on timeout."""
     start = time.monotonic()
@@ -441,10 +461,27 @@ async def one_start(
     out: dict[str, Any] = {"ready_s": ready_s, "at_ready": memory(proc.pid)}
     try:
         print(f"{label}: /readyz 200 after {ready_s:.1f}s; {mem_text(proc.pid)}")
-        rebuilt = await asyncio.to_thread(
-            wait_for_log, tmp / "worker.log", offset, "expiry index rebuilt", 120
+        probe_stop = threading.Event()
+        probe_lat: list[float] = []
+        probe_bad: list[int] = []
+        probe = threading.Thread(
+            target=probe_gets, args=(url, supporter_id(n - 1), probe_stop, probe_lat, probe_bad)
         )
+        probe.start()
+        try:
+            rebuilt = await asyncio.to_thread(
+                wait_for_log, tmp / "worker.log", offset, "expiry index rebuilt", 120
+            )
+        finally:
+            probe_stop.set()
+            await asyncio.to_thread(probe.join)
         out["rebuilt_s"] = rebuilt
+        out["probe"] = (len(probe_lat), max(probe_lat, default=0.0), len(probe_bad))
+        print(
+            f"{label}: GET /suppressions/<id> every 0.1 s (closed loop) from ready until the "
+            f"rebuild: {len(probe_lat)} answered 200, slowest {max(probe_lat, default=0):.0f} "
+            f"ms, {len(probe_bad)} other answers ({sorted(set(probe_bad))})"
+        )
         out["after_rebuild"] = memory(proc.pid)
         note = "not seen in 120 s" if rebuilt is None else f"{rebuilt:.1f}s after ready"
         print(f"{label}: expiry index rebuilt {note}; {mem_text(proc.pid)}")
@@ -494,6 +531,11 @@ async def main_async(args: argparse.Namespace) -> None:
             f"{label}: /readyz 200 after {r['ready_s']:.1f}s; expiry index rebuilt "
             f"{'?' if rebuilt is None else f'{rebuilt:.1f}s'} later; "
             f"{count:,}-id check best {best:.2f}s median {median:.2f}s; stop {r['stop_s']:.1f}s"
+        )
+        probed, slowest, other = r["probe"]
+        print(
+            f"    from ready to the rebuild: {probed} single GETs answered, slowest "
+            f"{slowest:,.0f} ms, {other} not 200"
         )
         print(
             f"    memory: at ready {mib(r['at_ready'])}, after the rebuild "
