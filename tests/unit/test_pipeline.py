@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,12 @@ class Killed(BaseException):
     """kill -9: nothing after it runs (not an Exception, so no retry catches it)."""
 
 
+async def run_all(pipeline: BatchPipeline, messages: Sequence[Msg], now: datetime) -> None:
+    """One batch through every step, its persist and ack included."""
+    await pipeline.run(messages, now)
+    await pipeline.drain()
+
+
 @dataclass
 class World:
     """What outlives the worker process: topics, changelog, local store, committed offset."""
@@ -51,11 +58,15 @@ class World:
     committed: int = 0
     steps: int = 0
     crash_at: int | None = None
+    dead: bool = False
+    trace: list[str] = field(default_factory=list)  # emit / persist / ack, as they happen
 
     def step(self) -> None:
-        """One point of the protocol where the process may die."""
+        """One point of the protocol where the process may die; once dead, nothing runs."""
         self.steps += 1
         if self.steps == self.crash_at:
+            self.dead = True
+        if self.dead:
             raise Killed
 
 
@@ -85,17 +96,24 @@ def opt_outs(n: int) -> list[Msg]:
 def make_pipeline(world: World, store: dict[str, bytes]) -> BatchPipeline:
     processor = Processor(Engine(load_policy()), store, partitions=PARTITIONS)
 
+    # Every step yields to the event loop, so that the next batch's apply and emit run
+    # interleaved with the previous batch's persist and ack, as they do on Kafka.
     async def send(emits: Sequence[Emit]) -> None:
         for emit in emits:
+            await asyncio.sleep(0)
             world.step()
             world.outputs.append(emit)
+            world.trace.append("emit")
 
     async def persist(states: Mapping[str, SupporterState]) -> None:
         for sid, state in states.items():
+            await asyncio.sleep(0)
             world.step()
             world.changelog[sid] = state.to_bytes()
+            await asyncio.sleep(0)
             world.step()
             world.local[sid] = state.to_bytes()
+            world.trace.append("persist")
 
     return BatchPipeline(
         processor,
@@ -108,13 +126,27 @@ def make_pipeline(world: World, store: dict[str, bytes]) -> BatchPipeline:
 
 
 def consume(world: World, messages: list[Msg], store: dict[str, bytes]) -> None:
-    """One worker life: batches from the committed offset until the end or a kill."""
-    pipeline = make_pipeline(world, store)
-    while world.committed < len(messages):
-        batch = messages[world.committed : world.committed + BATCH]
-        asyncio.run(pipeline.run(batch, T0 + timedelta(days=1)))
-        world.step()  # between the pipeline finishing and the ack
-        world.committed += len(batch)
+    """One worker life: batches from the committed offset until the end or a kill. The next
+    batch is taken as soon as the pipeline returns (its persist and ack still under way)."""
+
+    async def life() -> None:
+        pipeline = make_pipeline(world, store)
+        start = world.committed
+        while start < len(messages):
+            batch = messages[start : start + BATCH]
+            end = start + len(batch)
+
+            async def ack(start: int = start, end: int = end) -> None:
+                world.step()  # between the batch persisted and its ack
+                assert world.committed == start, "batches acked out of order"
+                world.committed = end
+                world.trace.append("ack")
+
+            await pipeline.run(batch, T0 + timedelta(days=1), ack)
+            start = end
+        await pipeline.drain()
+
+    asyncio.run(life())
 
 
 def suppressed_ids(world: World) -> set[str]:
@@ -134,11 +166,15 @@ def test_a_kill_at_any_point_loses_no_opt_out(empty_volume: bool) -> None:
     total_points = World()
     consume(total_points, messages, {})
     assert total_points.steps > 20
+    # the model overlaps batches as the worker does: a batch is emitted while the one
+    # before it is persisted but not yet acked
+    trace = "".join(step[0] for step in total_points.trace)
+    assert re.search("pe+p*a", trace), trace
     for crash_at in range(1, total_points.steps + 1):
         world = World(crash_at=crash_at)
         with pytest.raises(Killed):
             consume(world, messages, world.local)
-        world.crash_at = None
+        world.crash_at, world.dead = None, False  # a new process
         restored = dict(world.changelog) if empty_volume else world.local
         consume(world, messages, restored)
         assert suppressed_ids(world) == expected, f"crash at step {crash_at}"
@@ -182,7 +218,7 @@ def test_a_failing_send_is_retried_and_never_skipped() -> None:
         retry_first_s=0.001,
     )
 
-    asyncio.run(pipeline.run(messages, T0 + timedelta(days=1)))
+    asyncio.run(run_all(pipeline, messages, T0 + timedelta(days=1)))
     assert stalled_gauge == [0, 1, 1, 1]
     assert stalled_reason[0] is None
     assert all(r == "emit: ConnectionError: broker unreachable" for r in stalled_reason[1:])
@@ -217,8 +253,8 @@ def test_a_redelivery_in_another_order_cannot_leave_a_stale_record() -> None:
 
     second = make_pipeline(world, world.local)
     second.assigned()
-    asyncio.run(second.run([email_msg], at(30)))
-    asyncio.run(second.run([call_msg], at(30)))
+    asyncio.run(run_all(second, [email_msg], at(30)))
+    asyncio.run(run_all(second, [call_msg], at(30)))
     records = [json.loads(e.value) for e in world.outputs if e.output == "suppressions"]
     assert records[-1]["suppressed"] is False
     state = SupporterState.from_bytes(world.changelog[sid])
@@ -237,3 +273,32 @@ def test_a_skipped_input_offset_is_found_and_redeliveries_are_not_holes() -> Non
     assert track.hole([Msg("c", 0, 10, None, b"")]) == "c[0]: offsets 8..9"
     track.reset()
     assert track.hole([Msg("c", 0, 50, None, b"")]) is None
+
+
+def test_the_next_batch_is_applied_on_top_of_the_one_being_persisted() -> None:
+    """Batch N+1 is applied while batch N is still being persisted: a supporter's call in
+    N+1 must build on the opt-out of N (read from the states being persisted), or the
+    opt-out would vanish from the supporter's state when N+1 is persisted."""
+    from relmon.testing import call, to_line
+
+    (opt,) = opt_outs(1)
+    sid = opt.key.decode() if opt.key else ""
+    later = call(at=T0 + timedelta(hours=3), outcome="no_answer", supporter_id=sid)
+    call_msg = Msg("relmon.calls", 0, 0, sid.encode(), to_line(later))
+    world = World()
+    store: dict[str, bytes] = {}
+    pipeline = make_pipeline(world, world.local)
+
+    async def two_batches() -> None:
+        await pipeline.run([opt], T0 + timedelta(days=1))
+        assert sid in pipeline.processor.persisting  # N's persist has not finished
+        await pipeline.run([call_msg], T0 + timedelta(days=1))
+        await pipeline.drain()
+
+    asyncio.run(two_batches())
+    store = world.local
+    state = SupporterState.from_bytes(store[sid])
+    assert {"o-" + sid.removeprefix("S-"), later.event_id} <= set(state.event_ids())
+    decision = pipeline.processor.engine.decision(state, sid, T0 + timedelta(days=1))
+    assert "OPTED_OUT" in {r.code for r in decision.reasons}
+    assert not pipeline.processor.persisting  # cleared once in the store

@@ -23,6 +23,7 @@ rather than restart the agent, since a restarted agent would commit past what it
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -245,6 +246,13 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     def lagging(partition: int) -> bool:
         return any(lag > 0 for (_t, p), lag in lags.items() if p == partition)
 
+    def crash(exc: BaseException) -> None:
+        # Not a bad message (those are dead letters) nor Kafka failing (retried): a bug.
+        # Stop at once, acking nothing more; unacked batches are consumed again on restart.
+        log.critical("unexpected error in the batch pipeline: stopping", exc_info=exc)
+        logging.shutdown()
+        os._exit(70)
+
     pipeline = BatchPipeline(
         processor,
         metrics,
@@ -253,6 +261,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         ticks_topic=ticks_name,
         store_items=store.items,
         lagging=lagging,
+        on_bug=crash,
     )
     worker.pipeline = pipeline
 
@@ -312,6 +321,14 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
             return cast("int | None", plain_new_offset(tp))
 
         private._new_offset = new_offset
+
+        async def ack_batch(held_events: list[Any]) -> None:
+            """Step 4 of one batch (the pipeline calls it once the batch is persisted)."""
+            for held in held_events:
+                finished.add(id(held.message))
+                await stream.ack(held)
+                finished.discard(id(held.message))  # a message acked twice is acked once
+
         batch: list[Any] = []
         async for event in stream.events():
             batch.append(event)
@@ -327,17 +344,13 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
                 logging.shutdown()
                 os._exit(75)
             try:
-                await pipeline.run([held.message for held in batch], datetime.now(UTC))
-            except Exception:
-                # Not a bad message (those are dead letters) nor Kafka failing (retried):
-                # a bug. Stop at once, acking nothing; the batch is consumed again on restart.
-                log.critical("unexpected error in the batch pipeline: stopping", exc_info=True)
-                logging.shutdown()
-                os._exit(70)
-            for held in batch:
-                finished.add(id(held.message))
-                await stream.ack(held)
-            finished.clear()  # a message acked twice is acked once
+                await pipeline.run(
+                    [held.message for held in batch],
+                    datetime.now(UTC),
+                    functools.partial(ack_batch, batch),
+                )
+            except Exception as exc:  # noqa: BLE001  # a bug: see crash()
+                crash(exc)
             batch = []
             yield None
 

@@ -1,6 +1,6 @@
 """The worker's processing protocol: what happens to one batch of messages, in which order.
 
-Every batch the agent takes goes through four steps, strictly one after the other::
+Every batch the agent takes goes through four steps::
 
     1. apply    each message in order: decode, validate, apply the engine. Pure and
                 synchronous; nothing raises (a message that cannot be applied becomes a
@@ -12,16 +12,26 @@ Every batch the agent takes goes through four steps, strictly one after the othe
                 the acknowledgements, and only then write it to the local RocksDB store.
     4. ack      acknowledge the batch's messages; Faust commits acknowledged offsets.
 
+Batches overlap by one step: while batch N is persisted and acked (3–4, in the background),
+batch N+1 is applied and emitted (1–2); N+1 is persisted only once N is acked. So one
+batch waits for one acknowledged round trip, not two, and under a steady trickle the next
+batch does not queue behind the previous one's changelog writes. Per batch the order is
+unchanged; across batches, persists and acks happen strictly in batch order. The states
+being persisted stay readable (``Processor.persisting``, between the batch's own cache and
+the store), so batch N+1 is applied on top of batch N as if N were already in the store.
+
 Why nothing is lost, whatever stops the worker and when (kill -9 included):
 
 * Offsets are committed only for acknowledged messages, and a message is acknowledged only
-  after steps 2 and 3 completed for its whole batch. Anything not acknowledged is consumed
-  again after a restart or a rebalance.
+  after steps 2 and 3 completed for its whole batch and for every batch before it. Anything
+  not acknowledged is consumed again after a restart or a rebalance.
 * Outputs leave before the state is written anywhere. A crash after step 2 leaves the
   old state, so the redelivered messages are applied again and their outputs sent again:
   the same records and alerts, with the same deterministic alert ids (harmless). A crash
   in step 3 leaves the changelog ahead of (or equal to) the local store, never behind it:
   a redelivered message found already applied is one whose outputs had left in step 2.
+  With the overlap, batch N+1's outputs may have left while N was not yet persisted: a
+  crash then redelivers both N and N+1, which are applied again from the old state.
 * Redelivered messages may come in another order across topics than the first time (and a
   late event may have been applied then): re-deriving can then emit less than the dead
   worker emitted, and a record it sent could stand on the topic unanswered. So after every
@@ -80,10 +90,20 @@ HISTORY_HOLD_S = 10.0
 
 SendOutputs = Callable[[Sequence[Emit]], Awaitable[None]]
 PersistStates = Callable[[Mapping[str, SupporterState]], Awaitable[None]]
+Ack = Callable[[], Awaitable[None]]
+
+
+async def _nothing_to_ack() -> None:
+    return None
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 class BatchPipeline:
-    """Runs batches through apply → emit → persist; the caller acknowledges afterwards."""
+    """Runs batches through apply → emit → persist → ack, overlapping one batch's persist and
+    ack with the next one's apply and emit (see the module docstring)."""
 
     def __init__(
         self,
@@ -97,6 +117,7 @@ class BatchPipeline:
         lagging: Callable[[int], bool] = lambda _partition: False,
         retry_first_s: float = 0.2,
         retry_max_s: float = 15.0,
+        on_bug: Callable[[BaseException], None] = _raise,
     ) -> None:
         self.processor = processor
         self.metrics = metrics
@@ -107,20 +128,48 @@ class BatchPipeline:
         self.lagging = lagging
         self.retry_first_s = retry_first_s
         self.retry_max_s = retry_max_s
-        self.stalled: str | None = None  # what the batch in hand is waiting for, if failing
+        self.on_bug = on_bug  # an unexpected error while persisting or acking in the background
+        self.stalls: dict[str, str] = {}  # step -> what it is waiting for, while failing
+        self._persisting: asyncio.Future[None] | None = None  # the previous batch's 3-4
         self.history_at: dict[int, float] = {}  # partition -> when it last applied history
         # (topic, partition) -> end offset when assigned; None: not known yet (all may be)
         self.redelivery_ends: dict[tuple[str, int], int] | None = None
         self.reasserted: set[str] = set()  # supporters re-asserted since the last rebalance
 
-    async def run(self, messages: Sequence[Incoming], now: datetime) -> list[Emit]:
-        """Take one batch through steps 1–3; returns what it sent. Returns only when every
-        output is on Kafka and every changed state is in the changelog and the store."""
+    @property
+    def stalled(self) -> str | None:
+        """What the pipeline is waiting for while a step keeps failing, else None."""
+        return "; ".join(self.stalls.values()) if self.stalls else None
+
+    async def run(
+        self, messages: Sequence[Incoming], now: datetime, ack: Ack = _nothing_to_ack
+    ) -> list[Emit]:
+        """Apply and emit one batch (steps 1–2), then hand it to the background for steps 3–4
+        (``ack`` acknowledges its messages) once the previous batch is acked. Returns what it
+        sent, with every output on Kafka; :meth:`drain` waits for the last batch's ack."""
         emits = self.apply(messages, now)
-        dirty = self.processor.take_dirty()
         await self._until_done("emit", self.send, emits)
-        await self._until_done("persist", self.persist, dirty)
+        await self.drain()  # batch N-1 persisted and acked: N may follow (in order)
+        dirty = self.processor.take_dirty()
+        self.processor.persisting = dirty
+        self._persisting = asyncio.ensure_future(self._persist_and_ack(dirty, ack))
         return emits
+
+    async def drain(self) -> None:
+        """Wait until the batch handed to the background is persisted and acked."""
+        pending = self._persisting
+        if pending is not None:
+            await pending
+            self._persisting = None
+
+    async def _persist_and_ack(self, dirty: Mapping[str, SupporterState], ack: Ack) -> None:
+        try:
+            await self._until_done("persist", self.persist, dirty)
+            if self.processor.persisting is dirty:
+                self.processor.persisting = {}  # in the store now
+            await ack()
+        except Exception as exc:  # noqa: BLE001  # not Kafka failing (retried): a bug
+            self.on_bug(exc)
 
     def assigned(self) -> None:
         """Partitions moved: every message may be a redelivery until the ends are known."""
@@ -219,7 +268,7 @@ class BatchPipeline:
             try:
                 await action(arg)
             except Exception as exc:  # noqa: BLE001  # any failure: retry, never skip
-                self.stalled = f"{step}: {type(exc).__name__}: {exc}"
+                self.stalls[step] = f"{step}: {type(exc).__name__}: {exc}"
                 self.metrics.pipeline_failure(step)
                 log.error(
                     "batch stalled: will retry, nothing is acknowledged meanwhile",
@@ -231,10 +280,11 @@ class BatchPipeline:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
                 continue
-            if self.stalled is not None:
+            if step in self.stalls:
                 log.info("batch flowing again", step=step, attempts=attempt)
-                self.stalled = None
-                self.metrics.pipeline_flowing()
+                del self.stalls[step]
+                if not self.stalls:
+                    self.metrics.pipeline_flowing()
             return
 
 

@@ -229,6 +229,9 @@ class Processor:
         self.suppressions = SuppressionCounts()
         # new states of the batch in hand, not yet persisted (read before the store)
         self.dirty: dict[str, SupporterState] = {}
+        # the states of the previous batch while the pipeline persists them (read after
+        # `dirty`, before the store; see relmon.streaming.pipeline)
+        self.persisting: dict[str, SupporterState] = {}
         # what the API answers, per supporter; forgotten whenever a state changes
         self.view = DecisionView(engine, self.load)
 
@@ -292,8 +295,11 @@ class Processor:
         return result
 
     def load(self, supporter_id: str) -> SupporterState | None:
-        """The supporter's latest state (this batch's, else the store's), or None if never seen."""
+        """The supporter's latest state (this batch's, else the one being persisted, else the
+        store's), or None if never seen."""
         cached = self.dirty.get(supporter_id)
+        if cached is None:
+            cached = self.persisting.get(supporter_id)
         if cached is not None:
             return cached
         raw = self.store.get(supporter_id)
@@ -347,13 +353,14 @@ class Processor:
         self.expiry.due.clear()
         self.suppressions.clear()
         self.view.clear()
+        newer = {**self.persisting, **self.dirty}  # not in the store yet
         for sid, raw in items:
-            if sid in self.dirty:
+            if sid in newer:
                 continue
             state = SupporterState.from_bytes(raw)
             self.expiry.note(state)
             self.suppressions.set(sid, codes_in_force(state))
-        for sid, state in self.dirty.items():
+        for sid, state in newer.items():
             self.expiry.note(state)
             self.suppressions.set(sid, codes_in_force(state))
         self.expiry.built = True
