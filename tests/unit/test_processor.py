@@ -266,3 +266,44 @@ def test_a_corrupt_stored_state_dead_letters_the_event_instead_of_stopping(
         "relmon.calls", partition_for("S-3", 4), 1, b"S-3", json.dumps(other).encode()
     )
     assert ok.status == "ok"
+
+
+async def test_the_expiry_index_is_rebuilt_in_slices_to_the_same_result() -> None:
+    """The background rebuild (after a rebalance) yields to the event loop while it reads
+    the states, and ends with the same expiry index and suppression counts as the one-go
+    rebuild; a state a batch changed meanwhile (not yet stored) wins over the stored one."""
+    import asyncio
+
+    source = Processor(Engine(load_policy()), DictStore(), partitions=4)
+    sids = [f"S-{i}" for i in range(60)]
+    for i, sid in enumerate(sids):
+        body = json.dumps(call(f"e{i}", T0 + timedelta(minutes=i), sid=sid)).encode()
+        assert source.handle("relmon.calls", partition_for(sid, 4), i, sid.encode(), body).emits
+    persist(source)
+    stored = dict(source.store)  # type: ignore[call-overload]
+
+    one_go = Processor(Engine(load_policy()), DictStore(stored), partitions=4)
+    assert one_go.rebuild_expiry(stored.items()) == len(sids)
+
+    sliced = Processor(Engine(load_policy()), DictStore(stored), partitions=4)
+    later = T0 + timedelta(days=1)
+    newer = sliced.handle(
+        "relmon.calls", HOME, 99, b"S-1", json.dumps(call("e-new", later)).encode()
+    )
+    assert newer.error_kind is None
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while not sliced.expiry.built:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.ensure_future(count_turns())
+    assert await sliced.rebuild_expiry_async(stored.items(), slice_s=0.0) == len(sids)
+    await counter
+    assert turns > 10  # it let the loop run between states
+    expected = {p: dict(d) for p, d in one_go.expiry.due.items()}
+    expected[HOME]["S-1"] = sliced.dirty["S-1"].next_change_at  # type: ignore[assignment]
+    assert sliced.expiry.due == expected
+    assert one_go.suppressions.snapshot() == sliced.suppressions.snapshot()

@@ -414,12 +414,11 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # mode types the handler too narrowly
     def _after_rebalance(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        processor.expiry.built = False  # partitions moved: rebuild from the local table
-        processor.view.clear()  # and answer only from states of the partitions now held
+        processor.view.clear()  # answer only from states of the partitions now held
         for warm_task in warming:
             warm_task.cancel()
         warming.clear()
-        pipeline.assigned()  # and what a previous owner emitted may need re-asserting
+        pipeline.assigned()  # rebuild the expiry index; re-assert what a previous owner sent
         offsets.reset()
         heads.clear()
         task = asyncio.ensure_future(learn_redelivery_ends())

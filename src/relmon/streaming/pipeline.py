@@ -52,7 +52,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 import structlog
 
@@ -131,6 +131,7 @@ class BatchPipeline:
         self.on_bug = on_bug  # an unexpected error while persisting or acking in the background
         self.stalls: dict[str, str] = {}  # step -> what it is waiting for, while failing
         self._persisting: asyncio.Future[None] | None = None  # the previous batch's 3-4
+        self._rebuilding: asyncio.Future[int] | None = None  # the expiry index, after a move
         self.history_at: dict[int, float] = {}  # partition -> when it last applied history
         # (topic, partition) -> end offset when assigned; None: not known yet (all may be)
         self.redelivery_ends: dict[tuple[str, int], int] | None = None
@@ -172,9 +173,36 @@ class BatchPipeline:
             self.on_bug(exc)
 
     def assigned(self) -> None:
-        """Partitions moved: every message may be a redelivery until the ends are known."""
+        """Partitions moved: every message may be a redelivery until the ends are known,
+        and the expiry index is rebuilt from the partitions now held."""
         self.redelivery_ends = None
         self.reasserted.clear()
+        self.processor.expiry.built = False
+        if self._rebuilding is not None:
+            self._rebuilding.cancel()
+            self._rebuilding = None
+
+    def _start_rebuild(self) -> None:
+        """Rebuild the expiry index (and suppression counts) in the background, once."""
+        if self._rebuilding is not None and not self._rebuilding.done():
+            return
+        started = time.monotonic()
+        task = asyncio.ensure_future(self.processor.rebuild_expiry_async(self.store_items()))
+        self._rebuilding = task
+
+        def done(t: asyncio.Future[int]) -> None:
+            if t.cancelled():
+                return
+            if t.exception() is not None:
+                self.on_bug(cast(BaseException, t.exception()))
+                return
+            log.info(
+                "expiry index rebuilt",
+                supporters_with_expiry=t.result(),
+                seconds=round(time.monotonic() - started, 2),
+            )
+
+        task.add_done_callback(done)
 
     def may_be_redelivered(self, message: Incoming) -> bool:
         ends = self.redelivery_ends
@@ -243,8 +271,8 @@ class BatchPipeline:
         """A tick for one partition: lift (or re-decide) what fell due by then."""
         processor = self.processor
         if not processor.expiry.built:
-            count = processor.rebuild_expiry(self.store_items())
-            log.info("expiry index rebuilt", supporters_with_expiry=count)
+            self._start_rebuild()
+            return []  # expiries wait until the index is rebuilt (in the background)
         last_history = self.history_at.get(message.partition)
         if self.lagging(message.partition) or (
             last_history is not None and time.monotonic() - last_history < HISTORY_HOLD_S

@@ -23,8 +23,10 @@ Nothing raises out of :meth:`Processor.handle`. Every message ends as exactly on
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -350,21 +352,38 @@ class Processor:
     def rebuild_expiry(self, items: Iterable[tuple[str, bytes]]) -> int:
         """Rebuild the expiry index and the suppression counts from every local state (at
         start-up and after a rebalance, when partitions moved)."""
+        for _ in self._rebuild(items):
+            pass
+        return len(self.expiry)
+
+    async def rebuild_expiry_async(
+        self, items: Iterable[tuple[str, bytes]], slice_s: float = 0.005
+    ) -> int:
+        """:meth:`rebuild_expiry` in slices of ``slice_s``, yielding to the event loop in
+        between: a million states take seconds to read, and requests and batches go on
+        meanwhile (a state a batch changes during the rebuild is noted by the batch)."""
+        started = time.perf_counter()
+        for _ in self._rebuild(items):
+            if time.perf_counter() - started > slice_s:
+                await asyncio.sleep(0)
+                started = time.perf_counter()
+        return len(self.expiry)
+
+    def _rebuild(self, items: Iterable[tuple[str, bytes]]) -> Iterator[None]:
+        self.expiry.built = False
         self.expiry.due.clear()
         self.suppressions.clear()
         self.view.clear()
-        newer = {**self.persisting, **self.dirty}  # not in the store yet
         for sid, raw in items:
-            if sid in newer:
-                continue
-            state = SupporterState.from_bytes(raw)
-            self.expiry.note(state)
-            self.suppressions.set(sid, codes_in_force(state))
-        for sid, state in newer.items():
+            if sid not in self.dirty and sid not in self.persisting:  # else newer below
+                state = SupporterState.from_bytes(raw)
+                self.expiry.note(state)
+                self.suppressions.set(sid, codes_in_force(state))
+            yield
+        for sid, state in {**self.persisting, **self.dirty}.items():  # not in the store yet
             self.expiry.note(state)
             self.suppressions.set(sid, codes_in_force(state))
         self.expiry.built = True
-        return len(self.expiry)
 
     @staticmethod
     def _emits(supporter_id: str, outcome: Outcome) -> Iterator[Emit]:
