@@ -12,16 +12,19 @@ A few held supporters are read back first to check it holds what was written. Th
 (b) single `GET /suppressions/{id}` latency (held ids at random) at a steady rate (default
     100/s, open loop: each request starts on schedule in its own task) for `--seconds`,
     first on the idle worker, then while 100,000-id checks run back to back (from a thread,
-    bodies read but not parsed, so the client's event loop stays free).
+    bodies read but not parsed, so the client's event loop stays free; they go on until the
+    last GET is answered). Printed with each: GETs issued, when the last was answered, and
+    the answer rate (below the request rate: GETs queue, and latency grows with the run).
 (c) the same single-GET latency while the worker consumes a backlog: `--backlog` events
     (default 200,000, `bench_worker.py`'s event mix over the same supporter ids, event
     times 0.1 s apart ending now) are produced to the input topics, then GETs run until the
     worker's committed offsets reach the end. What was left of the backlog when the GETs
     started, and how fast the worker went meanwhile, are printed too.
 
-Latency is measured by the client (httpx, keep-alive pool) on the same 2-core machine as the
-worker and the broker. Run: `python benchmarks/bench_api.py` (`make bench`); small values
-(e.g. `--supporters 20000 --backlog 20000 --seconds 5`) while developing.
+Latency is measured by the client (aiohttp for single GETs, at most 200 connections, kept
+alive; httpx for the checks) on the same 2-core machine as the worker and the broker.
+Run: `python benchmarks/bench_api.py` (`make bench`); small values (e.g. `--supporters 20000
+--backlog 20000 --seconds 5`) while developing.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -118,19 +122,32 @@ async def batch_checks(url: str, ids: list[str], runs: int) -> None:
     )
 
 
-async def single_gets(url: str, ids: list[str], rate: float, until: Any) -> list[float]:
+class Gets(list[float]):
+    """Latencies (ms) of the GETs answered 200, and how long issuing and draining took."""
+
+    issued = 0
+    issue_s = 0.0  # from the first request to the last one issued
+    total_s = 0.0  # from the first request to the last answer
+
+
+async def single_gets(url: str, ids: list[str], rate: float, until: Any) -> Gets:
     """GET /suppressions/{id} at `rate`/s (open loop) until `until()` is true; latencies ms."""
-    lat: list[float] = []
+    lat = Gets()
     failed = 0
     rng = random.Random(11)
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    # aiohttp, not httpx: httpx's connection pool costs O(queued x connections) per request,
+    # so once GETs queue the client itself eats the CPU the worker needs
+    connector = aiohttp.TCPConnector(limit=200)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as client:
 
         async def one(sid: str) -> None:
             nonlocal failed
             t0 = time.perf_counter()
-            response = await client.get(f"/suppressions/{sid}")
-            if response.status_code == 200:
+            async with client.get(f"/suppressions/{sid}") as response:
+                await response.read()
+                ok = response.status == 200
+            if ok:
                 lat.append((time.perf_counter() - t0) * 1000)
             else:
                 failed += 1
@@ -144,18 +161,21 @@ async def single_gets(url: str, ids: list[str], rate: float, until: Any) -> list
             delay = t0 + k / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+        lat.issued, lat.issue_s = k, time.perf_counter() - t0
         await asyncio.gather(*tasks)
+        lat.total_s = time.perf_counter() - t0
     if failed:
         print(f"    {failed} GETs did not answer 200")
     return lat
 
 
-def lat_text(lat: list[float]) -> str:
+def lat_text(lat: Gets) -> str:
     if not lat:
         return "no answers"
     return (
         f"n={len(lat):,} p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, "
-        f"max {max(lat):.1f} ms"
+        f"max {max(lat):.1f} ms ({lat.issued:,} issued in {lat.issue_s:.1f}s, last answer "
+        f"after {lat.total_s:.1f}s: {len(lat) / lat.total_s:,.0f} answers/s)"
     )
 
 
