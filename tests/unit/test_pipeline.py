@@ -264,7 +264,7 @@ def test_a_redelivery_in_another_order_cannot_leave_a_stale_record() -> None:
 def test_a_skipped_input_offset_is_found_and_redeliveries_are_not_holes() -> None:
     """Input offsets have no gaps, so a jump within a partition is a message the consumer
     dropped; an offset at or below the last one (a redelivery) and ticks are not holes."""
-    from relmon.streaming.app import OffsetTrack
+    from relmon.streaming.batch_loop import OffsetTrack
 
     track = OffsetTrack("ticks")
     assert track.hole([Msg("c", 0, 5, None, b""), Msg("c", 0, 6, None, b"")]) is None

@@ -1,4 +1,4 @@
-"""The Faust app: topics and the state table declared once, one thin agent, the expiry timer.
+"""The Faust wiring: topics and the state table declared once, one agent, the timers.
 
 Topology::
 
@@ -6,28 +6,38 @@ Topology::
     relmon.consents ─┤                      ┌─> relmon.suppressions (compacted, key supporter_id)
     relmon.emails ─┼─> agent `process` ──────┼─> relmon.alerts
     relmon.donations ─┤   (concurrency 1)      └─> relmon.dlq
+    relmon.history ─┤        │
     <app>-ticks ──┘        │
                     Table `supporter-state` (RocksDB + changelog topic)
 
 The input topics are co-partitioned by ``supporter_id``; so is the internal ticks topic, to
 which a timer sends the wall-clock time every few seconds. A tick for partition *p* makes the
-agent emit the expiries (lifts) due in *p*: table writes happen only inside the agent, on the
-partition of the event being processed, as Faust requires.
+agent emit the expiries (lifts) due in *p*.
 
-Delivery is at least once with idempotent processing. Each batch goes apply → emit →
-persist → ack (:mod:`relmon.streaming.pipeline` says why that order loses nothing); the agent
-acks a batch only when the pipeline finished it, and its supervisor crashes the worker
-rather than restart the agent, since a restarted agent would commit past what it dropped.
+The worker's parts, one module each (a newcomer's map):
+
+* :mod:`relmon.streaming.app` (here): the Faust app, its topics, table, agent, timers and
+  rebalance hooks, and :class:`Worker`, what the API asks (:class:`relmon.web.api.Backend`).
+* :mod:`relmon.streaming.batch_loop`: the agent's body, and the guards that let Faust ack
+  and commit only what was finished.
+* :mod:`relmon.streaming.pipeline`: the processing protocol per batch, apply → emit →
+  persist → ack, and why that order loses nothing.
+* :mod:`relmon.streaming.processor`: one message: decode, route, apply the engine, the
+  write-back state cache and the expiry index.
+* :mod:`relmon.streaming.emitter`: outputs and changelog writes to Kafka, the local store.
+* :mod:`relmon.streaming.view`: the current-decision view the API answers from.
+
+Delivery is at least once with idempotent processing; the agent's supervisor crashes the
+worker rather than restart the agent, since a restarted agent would commit past what it
+dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
-import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -36,10 +46,9 @@ from typing import Any, cast
 import faust
 import mode
 import orjson
-from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from relmon.domain import Engine, Policy, SupporterState
+from relmon.domain import Engine, Policy
 from relmon.observability.logging import get_logger
 from relmon.observability.metrics import (
     RelmonMetrics,
@@ -47,45 +56,15 @@ from relmon.observability.metrics import (
     sample_consumer_lag,
 )
 from relmon.settings import Settings
+from relmon.streaming.batch_loop import EXIT_HOLE, ConsumerGuard, OffsetTrack, batch_loop
+from relmon.streaming.emitter import Emitter, TableStore
 from relmon.streaming.pipeline import BatchPipeline
-from relmon.streaming.processor import Emit, Processor, partition_for
+from relmon.streaming.processor import Processor
 from relmon.topics import ALERTS, DLQ, INPUT_TOPICS, SUPPRESSIONS
 from relmon.web.api import Api, install_routes
 
 log = get_logger(__name__)
 TABLE_NAME = "supporter-state"
-HOLE_WAIT_S = 30.0  # a partition whose commits wait behind a hole this long: restart
-
-
-class TableStore:
-    """The Faust table seen as a :class:`~relmon.streaming.processor.StateStore`.
-
-    Reads and writes name the supporter's partition explicitly. Faust's RocksDB store would
-    otherwise take the partition of the stream's *current event*, which inside a batch is
-    whichever message the stream yielded last: a read would look in the wrong partition's
-    database and find nothing.
-    """
-
-    def __init__(self, table: Any, partitions: int) -> None:
-        self.table = table
-        self.partitions = partitions
-
-    def _db(self, key: str) -> Any:
-        return self.table.data._db_for_partition(partition_for(key, self.partitions))
-
-    def get(self, key: str) -> bytes | None:
-        value = self._db(key).get(key.encode())
-        return bytes(value) if value is not None else None
-
-    def put(self, key: bytes, value: bytes, partition: int) -> None:
-        """Write to the local store only (the changelog is the caller's, before this)."""
-        self.table.data._db_for_partition(partition).put(key, value)
-        self.table.data._key_index[key] = partition
-
-    def items(self) -> Iterator[tuple[str, bytes]]:
-        for key, value in self.table.items():
-            if value is not None:
-                yield bytes(key).decode(), bytes(value)
 
 
 @dataclass
@@ -195,51 +174,16 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     worker = Worker(app, settings, engine, processor, store, table, outputs, metrics)
     ticks_name = ticks.get_topic_name()
 
-    topic_of = {name: topic.get_topic_name() for name, topic in outputs.items()}
-    changelog: str = cast(Any, table).changelog_topic_name  # not in TableT, on every Table
-    partitions = settings.partitions
-
-    async def send(emits: Sequence[Emit]) -> None:
-        """Step 2: every output on Kafka, acknowledged (raises if any send fails)."""
-        producer = app.producer
-        pending = [
-            await producer.send(
-                e.topic or topic_of[e.output], e.key, e.value, e.partition, None, None
-            )
-            for e in emits
-        ]
-        if pending:
-            await asyncio.gather(*pending)
-
-    async def persist(states: Mapping[str, SupporterState]) -> None:
-        """Step 3: each state to the changelog (acknowledged), then to the local store."""
-        if not states:
-            return
-        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == ticks_name}
-        writes = []
-        for sid, state in states.items():
-            partition = partition_for(sid, partitions)
-            if partition not in owned:
-                # revoked while this batch was in hand: its new owner consumes the batch's
-                # messages again (they were never acknowledged) and persists them itself
-                log.info("state not persisted: partition revoked", partition=partition)
-                continue
-            writes.append((partition, sid.encode(), state.to_bytes()))
-        # straight to the producer, like the outputs (Faust's send_soon buffer drains one
-        # message at a time, which the batch would wait for)
-        producer = app.producer
-        sent = [
-            await producer.send(changelog, key, value, part, None, None)
-            for part, key, value in writes
-        ]
-        persisted: dict[int, int] = {}
-        for meta in await asyncio.gather(*sent):
-            persisted[meta.partition] = max(meta.offset, persisted.get(meta.partition, -1))
-        for part, key, value in writes:
-            store.put(key, value, part)
-        for part, offset in persisted.items():
-            # what Faust's own changelog callback records: recovery resumes after it
-            cast(Any, table.data).set_persisted_offset(TP(changelog, part), offset)
+    emitter = Emitter(
+        lambda: app.producer,
+        topic_of={name: topic.get_topic_name() for name, topic in outputs.items()},
+        changelog=cast(Any, table).changelog_topic_name,  # not in TableT, on every Table
+        store=store,
+        partitions=settings.partitions,
+        owned=lambda: {
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == ticks_name
+        },
+    )
 
     lags: dict[tuple[str, int], int] = {}  # input (topic, partition) -> lag, sampled
 
@@ -256,8 +200,8 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     pipeline = BatchPipeline(
         processor,
         metrics,
-        send=send,
-        persist=persist,
+        send=emitter.send,
+        persist=emitter.persist,
         ticks_topic=ticks_name,
         store_items=store.items,
         lagging=lagging,
@@ -267,91 +211,20 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
 
     offsets = OffsetTrack(ticks_name)
     starts: dict[tuple[str, int], int] = {}  # input partition -> earliest offset, when assigned
-    heads: dict[tuple[str, int], float] = {}  # input partition -> since when its head has a hole
     input_names = set(sources.topics)
+    guards: list[ConsumerGuard] = []  # installed on the consumer when the agent starts
 
     @app.agent(
         app.topic(*sources.topics, ticks_name, key_type=bytes, value_type=bytes),
         concurrency=1,
-        supervisor_strategy=mode.CrashingSupervisor,
-    )
+        supervisor_strategy=mode.CrashingSupervisor,  # a restarted agent would commit past
+    )  # what it dropped: crash the worker instead
     async def process(stream: Any) -> AsyncIterator[None]:
-        # Events are gathered into a batch while more are already waiting in the stream's
-        # queue (at most `batch_max`), then the batch goes through relmon.streaming.pipeline
-        # (apply → emit → persist) and only then is each of its events acked. Acks are
-        # manual (`enable_acks = False`): nothing is acked when the pipeline did not finish,
-        # whatever stops the agent. Faust's take_events is not used: it acks its batch in a
-        # `finally` even when the body failed, and its event list can disagree with its
-        # values (an event listed twice, another never), which lost messages.
-        # Faust itself acks a message it skips (one fetched before a rebalance), and a
-        # commit could then pass it before its fresh copy is processed: the consumer's ack
-        # is guarded so that it takes only messages this loop finished.
-        stream.enable_acks = False
-        waiting = stream.channel.queue.empty
-        finished: set[int] = set()
-        consumer = app.consumer
-        plain_ack = consumer.ack
-
-        def ack_if_finished(message: Any) -> bool:
-            if id(message) not in finished:
-                return False
-            finished.discard(id(message))
-            return bool(plain_ack(message))
-
-        consumer.ack = ack_if_finished  # type: ignore[method-assign]  # the guard above
-        # Faust's commit takes the first run of consecutive acked offsets; when the partition
-        # has no committed offset yet (or 0), it commits that run even if offsets before it
-        # were never acked (a message skipped during recovery and not fetched again).
-        # Commit only a run that starts where the partition's reading started.
-        private: Any = consumer  # Faust's commit bookkeeping is not in ConsumerT
-        plain_new_offset = private._new_offset
-
-        def new_offset(tp: Any) -> int | None:
-            if tp.topic in input_names:
-                key = (tp.topic, tp.partition)
-                committed = private._committed_offset[tp]
-                start = committed if committed is not None else starts.get(key)
-                acked = private._acked[tp]
-                if acked and start is None:
-                    return None  # where reading started is not known yet: commit later
-                if acked and start is not None and min(acked) > start:
-                    heads.setdefault(key, time.monotonic())
-                    return None  # a hole at the head: never commit past it
-                heads.pop(key, None)
-            return cast("int | None", plain_new_offset(tp))
-
-        private._new_offset = new_offset
-
-        async def ack_batch(held_events: list[Any]) -> None:
-            """Step 4 of one batch (the pipeline calls it once the batch is persisted)."""
-            for held in held_events:
-                finished.add(id(held.message))
-                await stream.ack(held)
-                finished.discard(id(held.message))  # a message acked twice is acked once
-
-        batch: list[Any] = []
-        async for event in stream.events():
-            batch.append(event)
-            if len(batch) < settings.batch_max and not waiting():
-                continue
-            hole = offsets.hole([held.message for held in batch])
-            if hole is not None:
-                # Input topics are neither compacted nor transactional: their offsets have
-                # no gaps, so a skipped offset is a message the consumer dropped (Faust
-                # drops a refetched message below its read offset). Ack nothing past it:
-                # stop, and the next start consumes again from the last commit.
-                log.critical("offset hole: a message was skipped by the consumer", hole=hole)
-                logging.shutdown()
-                os._exit(75)
-            try:
-                await pipeline.run(
-                    [held.message for held in batch],
-                    datetime.now(UTC),
-                    functools.partial(ack_batch, batch),
-                )
-            except Exception as exc:  # noqa: BLE001  # a bug: see crash()
-                crash(exc)
-            batch = []
+        if not guards:
+            guards.append(ConsumerGuard(app.consumer, input_names, starts))
+        async for _ in batch_loop(
+            stream, pipeline, guards[0], offsets, batch_max=settings.batch_max, crash=crash
+        ):
             yield None
 
     @app.timer(interval=settings.expiry_interval_s)  # type: ignore[untyped-decorator]
@@ -400,13 +273,13 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         warm_view()
         if pipeline.redelivery_ends is None:
             await learn_redelivery_ends()
-        stuck = [key for key, since in heads.items() if time.monotonic() - since > HOLE_WAIT_S]
+        stuck = guards[0].stuck() if guards else []
         if stuck:
             # messages at the head of these partitions were skipped and are not coming
             # back: stop, and the next start reads them again from the last commit
             log.critical("offset hole at the head of a partition: stopping", partitions=stuck)
             logging.shutdown()
-            os._exit(75)
+            os._exit(EXIT_HOLE)
         fresh = await sample_consumer_lag(app.consumer, input_names)
         lags.clear()
         lags.update(fresh)
@@ -420,7 +293,8 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         warming.clear()
         pipeline.assigned()  # rebuild the expiry index; re-assert what a previous owner sent
         offsets.reset()
-        heads.clear()
+        for guard in guards:
+            guard.rebalanced()
         task = asyncio.ensure_future(learn_redelivery_ends())
         background.add(task)  # the sample timer retries if this fails
         task.add_done_callback(background.discard)
@@ -429,32 +303,6 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     api = Api(worker, token=settings.api_token, self_url=settings.canonical_url())
     install_routes(web_app, api)
     return worker
-
-
-class OffsetTrack:
-    """The last offset processed per input partition since the last rebalance."""
-
-    def __init__(self, ticks_topic: str) -> None:
-        self.ticks_topic = ticks_topic
-        self.last: dict[tuple[str, int], int] = {}
-
-    def reset(self) -> None:
-        self.last.clear()
-
-    def hole(self, messages: Sequence[Any]) -> str | None:
-        """The first skipped offset in ``messages`` (in arrival order), if any; records the
-        batch as seen otherwise. Redeliveries (offsets at or below the last) are fine."""
-        last = self.last
-        for m in messages:
-            if m.topic == self.ticks_topic:
-                continue
-            key = (m.topic, m.partition)
-            before = last.get(key)
-            if before is not None and m.offset > before + 1:
-                return f"{m.topic}[{m.partition}]: offsets {before + 1}..{m.offset - 1}"
-            if before is None or m.offset > before:
-                last[key] = m.offset
-        return None
 
 
 def ticks_topic_name(settings: Settings) -> str:
