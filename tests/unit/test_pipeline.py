@@ -302,3 +302,43 @@ def test_the_next_batch_is_applied_on_top_of_the_one_being_persisted() -> None:
     decision = pipeline.processor.engine.decision(state, sid, T0 + timedelta(days=1))
     assert "OPTED_OUT" in {r.code for r in decision.reasons}
     assert not pipeline.processor.persisting  # cleared once in the store
+
+
+def test_a_long_batch_is_applied_in_slices_with_the_same_outputs() -> None:
+    """Applying a batch lets other tasks (API requests) run between slices of a few
+    milliseconds, and sends exactly what applying it in one go sends."""
+    messages = opt_outs(400)
+    now = T0 + timedelta(days=1)
+    in_one_go = make_pipeline(World(), {}).apply(messages, now)
+
+    world = World()
+    pipeline = make_pipeline(world, {})
+    turns = 0
+    running = True
+
+    async def other_task() -> None:
+        nonlocal turns
+        while running:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        nonlocal running
+        other = asyncio.ensure_future(other_task())
+        await asyncio.sleep(0)
+        before = turns
+        sliced = await pipeline._apply_in_slices(messages, now)
+        during = turns - before
+        running = False
+        await other
+        assert sliced == in_one_go
+        assert during > 1, "the batch held the event loop for its whole length"
+
+    import relmon.streaming.pipeline as module
+
+    module_slice = module.APPLY_SLICE_S
+    module.APPLY_SLICE_S = 0.0  # every step its own slice, whatever the machine's speed
+    try:
+        asyncio.run(main())
+    finally:
+        module.APPLY_SLICE_S = module_slice
