@@ -304,6 +304,6 @@ async def test_the_expiry_index_is_rebuilt_in_slices_to_the_same_result() -> Non
     await counter
     assert turns > 10  # it let the loop run between states
     expected = {p: dict(d) for p, d in one_go.expiry.due.items()}
-    expected[HOME]["S-1"] = sliced.dirty["S-1"].next_change_at  # type: ignore[assignment]
+    expected[HOME]["S-1"] = sliced.dirty["S-1"].wake  # type: ignore[assignment]
     assert sliced.expiry.due == expected
     assert one_go.suppressions.snapshot() == sliced.suppressions.snapshot()

@@ -105,23 +105,24 @@ def partition_for(key: str, partitions: int) -> int:
 
 @dataclass
 class ExpiryIndex:
-    """Supporters whose decision changes by time alone, and when, grouped by partition."""
+    """Supporters whose decision changes by time alone, and when (epoch seconds, kept as
+    ints: a million entries), grouped by partition."""
 
     partitions: int
-    due: dict[int, dict[str, datetime]] = field(default_factory=dict)
+    due: dict[int, dict[str, int]] = field(default_factory=dict)
     built: bool = False
 
     def note(self, state: SupporterState) -> None:
         part = self.due.setdefault(partition_for(state.supporter_id, self.partitions), {})
-        when = state.next_change_at
-        if when is None:
+        if state.wake is None:
             part.pop(state.supporter_id, None)
         else:
-            part[state.supporter_id] = when
+            part[state.supporter_id] = state.wake
 
     def due_in(self, partition: int, now: datetime) -> list[str]:
         part = self.due.get(partition, {})
-        return sorted(sid for sid, when in part.items() if when <= now)
+        t = now.timestamp()
+        return sorted(sid for sid, when in part.items() if when <= t)
 
     def __len__(self) -> int:
         return sum(len(p) for p in self.due.values())
@@ -141,6 +142,9 @@ class SuppressionCounts:
     def __init__(self) -> None:
         self.codes: dict[str, frozenset[str]] = {}
         self.by_reason: Counter[str] = Counter()
+        # one frozenset object per distinct set of codes, shared by every supporter with
+        # it (a million suppressed supporters would otherwise hold a million sets)
+        self._shared: dict[frozenset[str], frozenset[str]] = {}
 
     def clear(self) -> None:
         self.codes.clear()
@@ -150,7 +154,7 @@ class SuppressionCounts:
         """Record the supporter's reasons in force; returns the codes that are new."""
         old = self.codes.pop(supporter_id, frozenset())
         if codes:
-            self.codes[supporter_id] = codes
+            self.codes[supporter_id] = self._shared.setdefault(codes, codes)
         self.by_reason.subtract(old)
         self.by_reason.update(codes)
         return sorted(codes - old)

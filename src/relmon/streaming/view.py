@@ -36,48 +36,57 @@ from datetime import UTC, datetime
 
 import orjson
 
-from relmon.domain import Engine, SupporterState, encode_answer, encode_unknown_answer
+from relmon.domain import Engine, SupporterState, encode_record, encode_unknown_answer
+from relmon.domain.outputs import KNOWN_FREE, KNOWN_SUPPRESSED
 
 MAX_EXPIRY_STEPS = 32  # successive untils applied per supporter and answer (bounded work)
-_NEVER = float("inf")
 
 
 class DecisionView:
-    """Encoded answers per supporter, each with the epoch second until which it holds."""
+    """Encoded answers per supporter, each held until the epoch second it may change.
+
+    Memory matters (a worker may hold a million supporters): per supporter only the
+    record's JSON without its closing brace is kept, plus the time it holds until (only for
+    supporters with one) and whether it suppresses; ``known`` and ``blocked_purposes`` are
+    appended when answering.
+    """
 
     def __init__(self, engine: Engine, load: Callable[[str], SupporterState | None]) -> None:
         self.engine = engine
         self.load = load
-        self._answers: dict[str, tuple[bytes, float]] = {}
+        self._records: dict[str, bytes] = {}  # the record's JSON, without its final "}"
+        self._until: dict[str, int] = {}  # when it may change by time alone, if ever
+        self._suppressing: set[str] = set()
         self._unknown_head, self._unknown_tail = _unknown_template(engine.policy.version)
 
     def __len__(self) -> int:
-        return len(self._answers)
+        return len(self._records)
 
     def forget(self, supporter_id: str) -> None:
         """The supporter's state changed: decide again on the next request."""
-        self._answers.pop(supporter_id, None)
+        if self._records.pop(supporter_id, None) is not None:
+            self._until.pop(supporter_id, None)
+            self._suppressing.discard(supporter_id)
 
     def clear(self) -> None:
         """Partitions moved: nothing held here is known to be this worker's any more."""
-        self._answers.clear()
+        self._records.clear()
+        self._until.clear()
+        self._suppressing.clear()
 
     def answer(self, supporter_id: str, now: datetime) -> bytes:
         """The encoded answer for one supporter at ``now`` (the request's wall clock, which
         only decides whether a due expiry has to be applied first)."""
-        held = self._answers.get(supporter_id)
-        if held is not None and held[1] > now.timestamp():
-            return held[0]
-        return self._decide(supporter_id, now.timestamp())
+        return next(self.answers([supporter_id], now))[1]
 
     def answers(self, ids: Iterable[str], now: datetime) -> Iterator[tuple[str, bytes]]:
         """``(id, answer)`` for many supporters (the batch check's inner loop)."""
         t = now.timestamp()
-        get = self._answers.get
+        records, until, suppressing = self._records, self._until, self._suppressing
         for sid in ids:
-            held = get(sid)
-            if held is not None and held[1] > t:
-                yield sid, held[0]
+            record = records.get(sid)
+            if record is not None and until.get(sid, t + 1) > t:
+                yield sid, record + (KNOWN_SUPPRESSED if sid in suppressing else KNOWN_FREE)
             else:
                 yield sid, self._decide(sid, t)
 
@@ -88,7 +97,7 @@ class DecisionView:
         done = 0
         started = time.perf_counter()
         for sid in ids:
-            if sid not in self._answers:
+            if sid not in self._records:
                 self._decide(sid, t)
                 done += 1
             if time.perf_counter() - started > slice_s:
@@ -110,10 +119,18 @@ class DecisionView:
                 break
             state = outcome.state
         at = state.last_at if state.last is not None else state.clock
-        record = engine.decision(state, supporter_id, datetime.fromtimestamp(at, UTC))
-        answer = encode_answer(record)
-        self._answers[supporter_id] = (answer, _NEVER if state.wake is None else state.wake)
-        return answer
+        decision = engine.decision(state, supporter_id, datetime.fromtimestamp(at, UTC))
+        record = encode_record(decision)[:-1]
+        self._records[supporter_id] = record
+        if state.wake is None:
+            self._until.pop(supporter_id, None)
+        else:
+            self._until[supporter_id] = state.wake
+        if decision.suppressed:
+            self._suppressing.add(supporter_id)
+            return record + KNOWN_SUPPRESSED
+        self._suppressing.discard(supporter_id)
+        return record + KNOWN_FREE
 
 
 def _unknown_template(policy_version: str) -> tuple[bytes, bytes]:
