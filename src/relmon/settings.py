@@ -45,6 +45,16 @@ class Settings(BaseSettings):
         description="URL other workers use to reach this one (default http://<hostname>:<port>)",
     )
     batch_max: int = Field(default=500, ge=1, le=10_000, description="events per agent batch")
+    # Objections first (README): opt-outs never wait behind bulk e-mail traffic
+    urgent_first: bool = Field(
+        default=True, description="hand out fetched urgent records before bulk (e-mail) ones"
+    )
+    max_poll_records: int = Field(
+        default=500, ge=1, le=100_000, description="fetched records handed out per poll"
+    )
+    fetch_max_wait_ms: int = Field(
+        default=100, ge=1, le=1500, description="longest a broker holds an idle fetch"
+    )
     expiry_interval_s: float = Field(default=5.0, gt=0, le=60)
     broker_session_timeout_s: float = Field(default=30.0, ge=6, le=300)
 

@@ -22,6 +22,9 @@ ALERTS = "relmon.alerts"
 DLQ = "relmon.dlq"
 
 INPUT_TOPICS = (CALLS, CONSENTS, EMAILS, DONATIONS, HISTORY)
+# Input topics that come in bulk (campaign sends, loaded history): the worker hands out what
+# it fetched of the other topics first (README, "Objections first").
+BULK_TOPICS = (EMAILS, HISTORY)
 
 # Which input topic carries which event type (contract section 1).
 TOPIC_OF_TYPE = {

@@ -26,6 +26,7 @@ The worker's parts, one module each (a newcomer's map):
   write-back state cache and the expiry index.
 * :mod:`relmon.streaming.emitter`: outputs and changelog writes to Kafka, the local store.
 * :mod:`relmon.streaming.view`: the current-decision view the API answers from.
+* :mod:`relmon.streaming.urgent_first`: opt-outs before bulk e-mails in the consumer.
 
 Delivery is at least once with idempotent processing; the agent's supervisor crashes the
 worker rather than restart the agent, since a restarted agent would commit past what it
@@ -60,7 +61,8 @@ from relmon.streaming.batch_loop import EXIT_HOLE, ConsumerGuard, OffsetTrack, b
 from relmon.streaming.emitter import Emitter, TableStore
 from relmon.streaming.pipeline import BatchPipeline
 from relmon.streaming.processor import Processor
-from relmon.topics import ALERTS, DLQ, INPUT_TOPICS, SUPPRESSIONS
+from relmon.streaming.urgent_first import read_urgent_first, shorten_fetch_wait
+from relmon.topics import ALERTS, BULK_TOPICS, DLQ, INPUT_TOPICS, SUPPRESSIONS
 from relmon.web.api import Api, install_routes
 
 log = get_logger(__name__)
@@ -145,6 +147,10 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         # an opt-out waits behind fewer fetched e-mails of a burst. 64 KiB did better there
         # but cut an opt-out flood from 4,300/s to 1,750/s (BENCHMARKS.md, bench_skew.py)
         consumer_max_fetch_size=256 * 1024,
+        # at most this many fetched records handed out per poll (aiokafka: no limit, i.e.
+        # everything fetched): an opt-out fetched meanwhile waits for no more e-mails than
+        # this to reach the agent (relmon.streaming.urgent_first)
+        broker_max_poll_records=settings.max_poll_records,
         key_serializer="raw",
         value_serializer="raw",
         logging_config=None,
@@ -222,6 +228,8 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     async def process(stream: Any) -> AsyncIterator[None]:
         if not guards:
             guards.append(ConsumerGuard(app.consumer, input_names, starts))
+            if settings.urgent_first:
+                read_urgent_first(app.consumer, {f"{prefix}{t}" for t in BULK_TOPICS})
         async for _ in batch_loop(
             stream, pipeline, guards[0], offsets, batch_max=settings.batch_max, crash=crash
         ):
@@ -287,6 +295,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # mode types the handler too narrowly
     def _after_rebalance(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        shorten_fetch_wait(app.consumer, settings.fetch_max_wait_ms)  # the consumer is running
         processor.view.clear()  # answer only from states of the partitions now held
         for warm_task in warming:
             warm_task.cancel()
