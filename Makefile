@@ -98,12 +98,13 @@ $(BENCH_SIM): | $(STAMP)
 	@mkdir -p build
 	$(BIN)/relmon simulate --supporters 23000 --days 365 --seed 7 --out $@
 
-bench: $(STAMP) $(KAFKA_STAMP) $(BENCH_SIM) ## benchmarks (replay vs json.loads; worker vs no-op agent vs bare consumer; restart; API); see BENCHMARKS.md
+bench: $(STAMP) $(KAFKA_STAMP) $(BENCH_SIM) ## benchmarks (replay vs json.loads; worker vs no-op agent vs bare consumer; e-mail burst; API; restart); see BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_replay.py
 	$(BIN)/python benchmarks/bench_replay.py --input $(BENCH_SIM)
-	$(BIN)/python benchmarks/bench_worker.py
-	$(BIN)/python benchmarks/bench_restart.py
+	$(BIN)/python benchmarks/bench_worker.py --events 1000000 --latency-seconds 20
+	$(BIN)/python benchmarks/bench_skew.py burst --emails 500000
 	$(BIN)/python benchmarks/bench_api.py
+	$(BIN)/python benchmarks/bench_restart.py --supporters 1000000
 
 clean: broker-stop ## remove the venv, broker data, jars and caches
 	rm -rf $(VENV) $(BROKER_HOME) $(KAFKA_LIB) .pytest_cache .mypy_cache .ruff_cache .relmon-state
