@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from relmon.domain import Engine, load_policy
 from relmon.streaming.processor import Processor, partition_for
+from relmon.testing import call, consent, to_line
 from relmon.web.api import MAX_BATCH, Api, install_routes
 
 PARTITIONS = 4
@@ -62,36 +63,17 @@ class Backend:
     def suppress(self, sid: str, opt_out: bool = False) -> dict[str, Any]:
         """A declined upgrade call (suppressed for some days) or a phone opt-out (suppressed
         indefinitely), persisted; the record it emitted."""
-        event: dict[str, Any] = {
-            "type": "call_outcome",
-            "event_id": f"e-{sid}",
-            "supporter_id": sid,
-            "occurred_at": T0.isoformat(),
-            "call_id": f"c-{sid}",
-            "direction": "outbound",
-            "campaign_id": "C1",
-            "campaign_purpose": "upgrade",
-            "partner_id": "P-1",
-            "agent_id": None,
-            "duration_s": 60,
-            "outcome": "declined",
-        }
-        if opt_out:
-            event = {
-                "type": "consent_change",
-                "event_id": f"o-{sid}",
-                "supporter_id": sid,
-                "occurred_at": T0.isoformat(),
-                "channel": "phone",
-                "action": "opt_out",
-                "source": "web",
-            }
+        event = (
+            consent(at=T0, supporter_id=sid, event_id=f"o-{sid}")
+            if opt_out
+            else call(at=T0, supporter_id=sid, event_id=f"e-{sid}")
+        )
         result = self.processor.handle(
             "relmon.calls",
             partition_for(sid, PARTITIONS),
             0,
             sid.encode(),
-            orjson.dumps(event),
+            to_line(event),
         )
         store: DictStore = self.processor.store  # type: ignore[assignment]
         store.update({k: s.to_bytes() for k, s in self.processor.take_dirty().items()})

@@ -13,6 +13,7 @@ from relmon.domain import Engine, encode_unknown_answer, load_policy
 from relmon.domain.events import MARKETING_PURPOSES
 from relmon.simulation import SimulationParams, generate
 from relmon.streaming.processor import Processor, partition_for
+from relmon.testing import call, to_line
 
 PARTITIONS = 4
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -43,20 +44,8 @@ def feed(processor: Processor, event: dict[str, Any], offset: int = 0) -> list[d
 
 
 def declined_upgrade_call(eid: str, at: datetime, sid: str = "S-1") -> dict[str, Any]:
-    return {
-        "type": "call_outcome",
-        "event_id": eid,
-        "supporter_id": sid,
-        "occurred_at": at.isoformat(),
-        "call_id": f"c-{eid}",
-        "direction": "outbound",
-        "campaign_id": "C1",
-        "campaign_purpose": "upgrade",
-        "partner_id": "P-1",
-        "agent_id": None,
-        "duration_s": 60,
-        "outcome": "declined",
-    }
+    """A declined outbound upgrade call (suppresses for some days), as the producer sends it."""
+    return orjson.loads(to_line(call(at=at, supporter_id=sid, event_id=eid)))  # type: ignore[no-any-return]
 
 
 def simulated(supporters: int = 400, days: int = 90) -> Iterator[dict[str, Any]]:
