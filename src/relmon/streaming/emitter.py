@@ -23,6 +23,7 @@ from relmon.observability.logging import get_logger
 from relmon.streaming.processor import Emit, partition_for
 
 log = get_logger(__name__)
+YIELD_EVERY = 100  # sends between two yields to the event loop (a batch sends up to ~1,000)
 
 
 class TableStore:
@@ -84,12 +85,12 @@ class Emitter:
         """Step 2: every output on Kafka, acknowledged (raises if any send fails)."""
         producer = self.producer()
         topic_of = self.topic_of
-        pending = [
-            await producer.send(
-                e.topic or topic_of[e.output], e.key, e.value, e.partition, None, None
-            )
-            for e in emits
-        ]
+        pending = []
+        for i, e in enumerate(emits, 1):
+            topic = e.topic or topic_of[e.output]
+            pending.append(await producer.send(topic, e.key, e.value, e.partition, None, None))
+            if i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a send rarely suspends: let requests in between
         if pending:
             await asyncio.gather(*pending)
 
@@ -108,10 +109,11 @@ class Emitter:
                 continue
             writes.append((partition, sid.encode(), state.to_bytes()))
         producer = self.producer()
-        sent = [
-            await producer.send(self.changelog, key, value, part, None, None)
-            for part, key, value in writes
-        ]
+        sent = []
+        for i, (part, key, value) in enumerate(writes, 1):
+            sent.append(await producer.send(self.changelog, key, value, part, None, None))
+            if i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
         persisted: dict[int, int] = {}
         for meta in await asyncio.gather(*sent):
             persisted[meta.partition] = max(meta.offset, persisted.get(meta.partition, -1))
