@@ -39,6 +39,7 @@ from relmon.topics import ALERTS, SUPPRESSIONS, TOPIC_OF_TYPE
 from .conftest import Cluster
 
 SUPPORTERS, DAYS, SEED = 300, 60, 20260523
+KEY_FIELDS = ("suppressed", "reasons", "until", "policy_version")
 AT_CONTACT = frozenset({"fatigue_at_contact", "irritation_risk_at_contact"})
 
 
@@ -105,6 +106,11 @@ def _last_per_supporter(records: Iterable[dict[str, Any]]) -> dict[str, dict[str
     for r in records:
         out[r["supporter_id"]] = r
     return out
+
+
+def _key(record: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """What a record decides, its policy version included (for exact comparisons)."""
+    return None if record is None else tuple(orjson.dumps(record[f]) for f in KEY_FIELDS)
 
 
 def _decision(record: dict[str, Any] | None) -> tuple[Any, ...]:
