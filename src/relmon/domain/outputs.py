@@ -74,21 +74,12 @@ class SuppressionRecord(_Output):
     cause_event_id: str | None
 
 
-class SuppressionAnswer(_Output):
+class SuppressionAnswer(SuppressionRecord):
     """What the HTTP API answers for one supporter: the record as on the topic, plus
     ``known`` (false for a supporter relmon has never seen: not suppressed, nothing decided,
     so ``decided_at`` is null) and the campaign purposes the decision blocks."""
 
-    supporter_id: str
-    suppressed: bool
-    reasons: list[Reason]
-    until: AwareDatetime | None
-    fatigue: Score
-    irritation_risk: Score
-    loyal: bool
-    policy_version: str
-    decided_at: AwareDatetime | None
-    cause_event_id: str | None
+    decided_at: AwareDatetime | None  # type: ignore[assignment]  # null when never seen
     known: bool
     blocked_purposes: list[CampaignPurpose]
 
