@@ -175,7 +175,13 @@ def accepts_connections(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A random Kafka cluster id (base64url of 16 bytes). One that starts with "-" reads as
+    an option to kafka-storage's argument parser ("--cluster-id: expected one argument",
+    about 1 start in 32), so it is drawn again, as Kafka's own Uuid.randomUuid does."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _java_cmd(home: BrokerHome, main: str, *args: str, heap: list[str] | None = None) -> list[str]:
