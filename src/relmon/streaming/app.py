@@ -135,6 +135,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         web_enabled=True,
         web_application_options={"client_max_size": 16 * 1024 * 1024},  # 100,000-id checks
         web_host=settings.web_host,
+        web_bind=settings.web_host,  # the interface to listen on (web_host alone is only a name)
         web_port=settings.web_port,
         canonical_url=settings.canonical_url(),
         stream_wait_empty=False,  # processing is idempotent: do not stall rebalances
