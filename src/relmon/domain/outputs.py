@@ -217,15 +217,10 @@ def encode_record(r: SuppressionRecord) -> bytes:
 
 
 _BLOCKED = orjson.dumps(sorted(MARKETING_PURPOSES))
-# what an answer adds to a record's JSON (from which the closing brace is cut)
+# what the API's answer for a known supporter adds to its record's JSON (from which the
+# closing brace is cut): see relmon.streaming.view
 KNOWN_SUPPRESSED = b',"known":true,"blocked_purposes":' + _BLOCKED + b"}"
 KNOWN_FREE = b',"known":true,"blocked_purposes":[]}'
-
-
-def encode_answer(r: SuppressionRecord) -> bytes:
-    """Canonical JSON of the API's answer for a known supporter: the record's JSON (same
-    bytes, same field order) followed by ``known`` and ``blocked_purposes``."""
-    return encode_record(r)[:-1] + (KNOWN_SUPPRESSED if r.suppressed else KNOWN_FREE)
 
 
 def encode_unknown_answer(supporter_id: str, policy_version: str) -> bytes:

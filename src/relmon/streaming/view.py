@@ -4,15 +4,16 @@ A read model beside the write path (compare cosmicpython's ``views.py``): the ba
 writes states, this view turns them into answers and keeps each answer until it can change.
 
 * **The answer** for a known supporter is its decision *as on the topic*: the reasons,
-  ``until``, ``decided_at`` and ``cause_event_id`` of the last record emitted (``decided_at``
-  is the causing event's time, or the ``until`` that lifted it), followed by ``known: true``
-  and the purposes it blocks (:func:`relmon.domain.encode_answer`). Its scores are those at
-  ``decided_at`` from every fact known now: the same as the record's when events arrived in
-  time order; when an earlier event arrived later, they count it (the live-equals-replay
-  test holds the API to the engine's decision over all events), and when facts were
-  forgotten since (retention), they no longer count them. A supporter that was never
-  suppressed has no record on the topic; its answer is its decision at its latest event
-  time. Never the request time: the same state always gives the same bytes.
+  ``until``, ``decided_at`` and ``cause_event_id`` of the last record emitted
+  (``decided_at`` is the causing event's time, or the ``until`` that lifted it), followed by
+  ``known: true`` and the purposes it blocks (``KNOWN_SUPPRESSED`` / ``KNOWN_FREE`` in
+  :mod:`relmon.domain.outputs`). Its scores are those at ``decided_at`` from every fact
+  known now: the same as the record's when events arrived in time order; when an earlier
+  event arrived later, they count it (the live-equals-replay test holds the API to the
+  engine's decision over all events), and when facts were forgotten since (retention), they
+  no longer count them. A supporter that was never suppressed has no record on the topic;
+  its answer is its decision at its latest event time. Never the request time: the same
+  state always gives the same bytes.
 * **Until when it holds.** Each answer is kept with the supporter's next change by time alone
   (a reason's ``until``). A request after that moment re-decides that one supporter: the
   expiries due are applied to a copy of its state (as the worker's timer will, and persists,

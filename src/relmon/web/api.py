@@ -217,10 +217,9 @@ class Api:
                         local.append(sid)
                     else:
                         remote[str(owner)].append(sid)
-        forwarding = asyncio.gather(
+        forwarded = await asyncio.gather(
             *(self._forward_check(request, owner, chunk) for owner, chunk in remote.items())
         )
-        forwarded = await forwarding
         # Streamed in slices of at most SLICE_S each, yielding to the event loop in between:
         # a 100,000-id answer is some 37 MB, and neither deciding it nor joining it into one
         # body may hold up single checks, stream processing or heartbeats.
