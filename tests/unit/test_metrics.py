@@ -19,6 +19,7 @@ from relmon.observability.metrics import (
     SuppressionsCollector,
     sample_consumer_lag,
 )
+from relmon.streaming.processor import SuppressionCounts, partition_for
 
 
 @pytest.fixture
@@ -168,27 +169,47 @@ def test_recovery_and_build_info(registry: CollectorRegistry, metrics: RelmonMet
 def test_suppressions_collector_reads_the_source_at_scrape_time(
     registry: CollectorRegistry,
 ) -> None:
-    """The gauge reflects the source at each scrape; missing reasons are 0, unknown are OTHER."""
-    counts: dict[str, int] = {"COMPLAINT": 2}
-    registry.register(SuppressionsCollector(lambda: counts))
-    assert value(registry, "relmon_suppressions", reason="COMPLAINT") == 2
-    assert value(registry, "relmon_suppressions", reason="FATIGUE") == 0
-    counts.update({"COMPLAINT": 3, "NEW_CODE": 4, "BRAND_NEW": 1})
-    assert value(registry, "relmon_suppressions", reason="COMPLAINT") == 3
-    assert value(registry, "relmon_suppressions", reason="OTHER") == 5
+    """The gauges reflect the source at each scrape, per owned partition: missing reasons
+    are 0, unknown ones OTHER, and the suppressed supporters are counted once each."""
+    counts: dict[int, tuple[int, dict[str, int]]] = {0: (2, {"COMPLAINT": 2})}
+    registry.register(SuppressionsCollector(lambda: counts, lambda: [0]))
+    assert value(registry, "relmon_suppressions", partition="0", reason="COMPLAINT") == 2
+    assert value(registry, "relmon_suppressions", partition="0", reason="FATIGUE") == 0
+    counts[0] = (4, {"COMPLAINT": 3, "MIN_GAP": 2, "NEW_CODE": 4, "BRAND_NEW": 1})
+    assert value(registry, "relmon_suppressions", partition="0", reason="COMPLAINT") == 3
+    assert value(registry, "relmon_suppressions", partition="0", reason="OTHER") == 5
+    assert value(registry, "relmon_suppressed_supporters", partition="0") == 4
+
+
+def test_suppressions_collector_exports_only_the_partitions_owned_now(
+    registry: CollectorRegistry,
+) -> None:
+    """A partition that moved away stops being exported at once, even while its counts are
+    still held (until the rebuild after the rebalance); an owned partition with nothing
+    suppressed reads 0, so Prometheus's sum across workers sees every partition once."""
+    counts = {0: (1, {"OPTED_OUT": 1}), 1: (3, {"MIN_GAP": 3})}
+    owned = [0, 1]
+    registry.register(SuppressionsCollector(lambda: counts, lambda: owned))
+    assert value(registry, "relmon_suppressed_supporters", partition="1") == 3
+    owned[:] = [0, 2]
+    assert value(registry, "relmon_suppressed_supporters", partition="1") is None
+    assert value(registry, "relmon_suppressions", partition="1", reason="MIN_GAP") is None
+    assert value(registry, "relmon_suppressed_supporters", partition="2") == 0
+    assert value(registry, "relmon_suppressions", partition="2", reason="MIN_GAP") == 0
 
 
 def test_suppressions_collector_survives_a_failing_source(registry: CollectorRegistry) -> None:
-    """A source that raises leaves the family out of the scrape instead of breaking it."""
+    """A source that raises leaves the families out of the scrape instead of breaking it."""
 
-    def broken() -> Mapping[str, int]:
+    def broken() -> Mapping[int, tuple[int, Mapping[str, int]]]:
         raise RuntimeError("state store closed")
 
     RelmonMetrics(registry)
-    registry.register(SuppressionsCollector(broken))
+    registry.register(SuppressionsCollector(broken, lambda: [0]))
     text = generate_latest(registry).decode()
     assert "relmon_events_consumed_total" in text
     assert "relmon_suppressions{" not in text
+    assert "relmon_suppressed_supporters{" not in text
 
 
 def test_metrics_are_declared_once_per_registry(registry: CollectorRegistry) -> None:
@@ -238,3 +259,24 @@ def test_sample_consumer_lag_reads_highwater_minus_position() -> None:
     )
     lags = asyncio.run(sample_consumer_lag(consumer, {"relmon.calls", "relmon.donations"}))
     assert lags == {("relmon.calls", 0): 10, ("relmon.donations", 3): 0}
+
+
+def test_suppression_counts_are_kept_per_partition() -> None:
+    """SuppressionCounts (what the collector reads) files each supporter under its own
+    partition: a supporter with two reasons is one suppressed supporter counted under both
+    reasons, a change of reasons moves the counts, and a lift takes the supporter out."""
+    counts = SuppressionCounts(partitions=4)
+    a, b = "S-a", next(f"S-{i}" for i in range(100) if partition_for(f"S-{i}", 4) != 0)
+    while partition_for(a, 4) == partition_for(b, 4):
+        a += "x"
+    pa, pb = partition_for(a, 4), partition_for(b, 4)
+    counts.set(a, frozenset({"OPTED_OUT", "MIN_GAP"}))
+    counts.set(b, frozenset({"MIN_GAP"}))
+    assert counts.per_partition() == {
+        pa: (1, {"OPTED_OUT": 1, "MIN_GAP": 1}),
+        pb: (1, {"MIN_GAP": 1}),
+    }
+    assert counts.snapshot() == {"OPTED_OUT": 1, "MIN_GAP": 2}
+    counts.set(a, frozenset({"OPTED_OUT"}))
+    counts.set(b, frozenset())
+    assert counts.per_partition() == {pa: (1, {"OPTED_OUT": 1}), pb: (0, {})}

@@ -7,7 +7,8 @@ Metric                                               type       labels
 ``relmon_events_consumed_total``                     counter    type, result
 ``relmon_event_processing_seconds``                  histogram  –
 ``relmon_decisions_total``                           counter    reason
-``relmon_suppressions``                              gauge      reason      (read at scrape)
+``relmon_suppressions``                              gauge      partition, reason  (at scrape)
+``relmon_suppressed_supporters``                     gauge      partition   (read at scrape)
 ``relmon_churn_after_contact_alerts_total``          counter    partner, purpose
 ``relmon_churn_monthly_amount_lost_cents_total``     counter    partner, purpose
 ``relmon_calls_while_suppressed_total``              counter    partner
@@ -18,12 +19,17 @@ Metric                                               type       labels
 ``relmon_build_info``                                gauge (1)  version, policy_version
 ``relmon_pipeline_stalled``                          gauge      –
 ``relmon_pipeline_failures_total``                   counter    step
+``relmon_http_request_duration_seconds``             histogram  method, route
+``relmon_http_responses_total``                      counter    method, route, status_class
+``relmon_http_not_ready_total``                      counter    route
 
 Every label set is bounded: event types, results, reasons, purposes and dead-letter kinds
 are the contract's enums (an unknown value is counted under ``unknown``/``OTHER``); partners
 are the first ``max_partners`` partner ids seen, the rest are counted as ``other``; the lag
-gauge has one series per assigned input partition. Known label values are created up front,
-so every series reads 0 before its first event and ``rate()`` sees the first increment.
+gauge and the suppression gauges have one series per assigned input partition (summed
+across workers; see :class:`SuppressionsCollector`); HTTP routes are the route templates.
+Known label values are created up front, so every series reads 0 before its first event and
+``rate()`` sees the first increment.
 """
 
 from __future__ import annotations
@@ -62,6 +68,9 @@ PIPELINE_STEPS = ("emit", "persist")
 OTHER = "other"
 DEFAULT_MAX_PARTNERS = 50
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+STATUS_CLASSES = ("2xx", "4xx", "5xx")  # created at 0 per route; 1xx/3xx appear when used
 
 
 class PartnerLabels:
@@ -88,45 +97,131 @@ class PartnerLabels:
         return len(self._known)
 
 
-class SuppressionsCollector(Collector):
-    """``relmon_suppressions{reason}``: supporters currently suppressed, computed at scrape.
+PartitionSuppressions = tuple[int, Mapping[str, int]]  # (suppressed supporters, by reason)
 
-    ``source`` returns a count per reason code (a supporter with two reasons counts under
-    both). It runs on every scrape, so it must be cheap (a maintained counter, not a table
-    scan). Every known reason is exported, 0 when absent; unknown codes add up under
-    ``OTHER``. If ``source`` fails the family is left out of that scrape and the error logged,
-    so one bad read never breaks ``/metrics``.
+
+class SuppressionsCollector(Collector):
+    """``relmon_suppressions{partition,reason}`` and ``relmon_suppressed_supporters{partition}``:
+    supporters currently suppressed, computed at scrape, for the partitions this worker owns.
+
+    ``source`` returns, per partition, the number of suppressed supporters and a count per
+    reason code (a supporter with two reasons counts under both). ``owned`` returns the
+    partitions this worker holds now: only those are exported, so that a partition moved to
+    another worker stops being reported here at once. Totals are therefore a ``sum`` across
+    workers; a partition can still appear on two workers for a scrape or so around a
+    rebalance (or while a worker cut off from Kafka has not noticed it lost it), so the
+    dashboard takes the ``max`` per partition first, then sums.
+
+    Both run on every scrape, so they must be cheap (maintained counters, not a table
+    scan). Every known reason is exported for every owned partition, 0 when absent;
+    unknown codes add up under ``OTHER``. If a callable fails the families are left out of
+    that scrape and the error logged, so one bad read never breaks ``/metrics``.
     """
 
     NAME = "relmon_suppressions"
+    SUPPORTERS = "relmon_suppressed_supporters"
 
-    def __init__(self, source: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(
+        self,
+        source: Callable[[], Mapping[int, PartitionSuppressions]],
+        owned: Callable[[], Iterable[int]],
+    ) -> None:
         self.source = source
+        self.owned = owned
 
     def describe(self) -> Iterable[Metric]:
-        return [self._family()]
+        return list(self._families())
 
     def collect(self) -> Iterable[Metric]:
         try:
             counts = dict(self.source())
+            owned = sorted(set(self.owned()))
         except Exception:  # a scrape must survive a failing source: logged, family left out
             log.exception("suppression counts unavailable for /metrics")
             return []
-        family = self._family()
-        values = dict.fromkeys((*REASONS, OTHER_REASON), 0)
-        for reason, count in counts.items():
-            key = reason if reason in values else OTHER_REASON
-            values[key] += int(count)
-        for reason, value in values.items():
-            family.add_metric([reason], value)
-        return [family]
+        by_reason, supporters = self._families()
+        for partition in owned:
+            suppressed, reasons = counts.get(partition, (0, {}))
+            values = dict.fromkeys((*REASONS, OTHER_REASON), 0)
+            for reason, count in reasons.items():
+                key = reason if reason in values else OTHER_REASON
+                values[key] += int(count)
+            label = str(partition)
+            for reason, value in values.items():
+                by_reason.add_metric([label, reason], value)
+            supporters.add_metric([label], int(suppressed))
+        return [by_reason, supporters]
 
-    def _family(self) -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            self.NAME,
-            "Supporters currently suppressed, by reason in force (read from state at scrape).",
-            labels=["reason"],
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                self.NAME,
+                "Supporters currently suppressed, by owned partition and reason in force (read "
+                "from state at scrape; a supporter with two reasons counts under both).",
+                labels=["partition", "reason"],
+            ),
+            GaugeMetricFamily(
+                self.SUPPORTERS,
+                "Supporters currently suppressed, for any reason, by owned partition.",
+                labels=["partition"],
+            ),
         )
+
+
+class HttpMetrics:
+    """The worker's HTTP API, observed by a middleware (:func:`relmon.web.api.install_routes`).
+
+    ``route`` is the route's template (``/suppressions/{supporter_id}``), never the raw path,
+    and ``unmatched`` for a path no route serves, so no label value comes from the client;
+    ``method`` is one of :data:`HTTP_METHODS` or ``other``. A 503 is also counted in
+    ``relmon_http_not_ready_total``: every 503 of the API means "state being recovered or
+    rebalanced, retry" (its own, or that of the worker a request was forwarded to).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duration = Histogram(
+            "relmon_http_request_duration_seconds",
+            "Time from a request's arrival at the API to its answer, by route template.",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.responses = Counter(
+            "relmon_http_responses",
+            "API responses by route template and status class (2xx, 4xx, 5xx, ...).",
+            ["method", "route", "status_class"],
+            registry=registry,
+        )
+        self.not_ready = Counter(
+            "relmon_http_not_ready",
+            "API requests answered 503 because state was being recovered or rebalanced.",
+            ["route"],
+            registry=registry,
+        )
+
+    def known_route(self, method: str, route: str) -> None:
+        """Create the route's series at 0, so rate() sees its first request."""
+        method = _method(method)
+        self.duration.labels(method, route)
+        for status_class in STATUS_CLASSES:
+            self.responses.labels(method, route, status_class)
+        self.not_ready.labels(route)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = _method(method)
+        self.duration.labels(method, route).observe(seconds)
+        self.responses.labels(method, route, status_class(status)).inc()
+        if status == 503:
+            self.not_ready.labels(route).inc()
+
+
+def _method(method: str) -> str:
+    return method if method in HTTP_METHODS else OTHER
+
+
+def status_class(status: int) -> str:
+    """``2xx`` for 200-299 and so on; ``other`` outside 100-599."""
+    return f"{status // 100}xx" if 100 <= status <= 599 else OTHER
 
 
 class RelmonMetrics:
@@ -214,6 +309,7 @@ class RelmonMetrics:
             ["step"],
             registry=registry,
         )
+        self.http = HttpMetrics(registry)
         self._lag_series: set[tuple[str, str]] = set()
         self.partners = PartnerLabels(max_partners)
         self._init_known_labels()

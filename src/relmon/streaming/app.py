@@ -177,9 +177,14 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     processor = Processor(engine, store, partitions=settings.partitions)
     metrics = RelmonMetrics(CollectorRegistry())
     metrics.set_build_info(version("relmon"), policy.version)
-    metrics.registry.register(SuppressionsCollector(processor.suppressions.snapshot))
     worker = Worker(app, settings, engine, processor, store, table, outputs, metrics)
     ticks_name = ticks.get_topic_name()
+
+    def owned() -> set[int]:
+        """The partitions this worker holds now (its ticks topic is co-partitioned)."""
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == ticks_name}
+
+    metrics.registry.register(SuppressionsCollector(processor.suppressions.per_partition, owned))
 
     emitter = Emitter(
         lambda: app.producer,
@@ -187,9 +192,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         changelog=cast(Any, table).changelog_topic_name,  # not in TableT, on every Table
         store=store,
         partitions=settings.partitions,
-        owned=lambda: {
-            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == ticks_name
-        },
+        owned=owned,
     )
 
     lags: dict[tuple[str, int], int] = {}  # input (topic, partition) -> lag, sampled
@@ -311,7 +314,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
 
     web_app = cast(Any, app.web).web_app  # the aiohttp driver's application
     api = Api(worker, token=settings.api_token, self_url=settings.canonical_url())
-    install_routes(web_app, api)
+    install_routes(web_app, api, http=metrics.http)
     return worker
 
 

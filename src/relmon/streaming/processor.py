@@ -136,27 +136,38 @@ def codes_in_force(state: SupporterState) -> frozenset[str]:
 
 
 class SuppressionCounts:
-    """Current suppressions by reason among this worker's supporters, kept up to date as
-    records are emitted, so a metrics scrape reads them without scanning the table."""
+    """Current suppressions among this worker's supporters, per partition: by reason, and
+    suppressed supporters. Kept up to date as records are emitted, so a metrics scrape reads
+    them without scanning the table. Per partition, because each worker exports only the
+    partitions it owns and Prometheus sums them across workers (a partition that just moved
+    may be exported by two workers for a scrape; the dashboard takes the max per partition)."""
 
-    def __init__(self) -> None:
+    def __init__(self, partitions: int = 1) -> None:
+        self.partitions = partitions
         self.codes: dict[str, frozenset[str]] = {}
-        self.by_reason: Counter[str] = Counter()
+        self.by_partition: dict[int, Counter[str]] = {}
+        self.supporters: Counter[int] = Counter()  # suppressed supporters per partition
         # one frozenset object per distinct set of codes, shared by every supporter with
         # it (a million suppressed supporters would otherwise hold a million sets)
         self._shared: dict[frozenset[str], frozenset[str]] = {}
 
     def clear(self) -> None:
         self.codes.clear()
-        self.by_reason.clear()
+        self.by_partition.clear()
+        self.supporters.clear()
 
     def set(self, supporter_id: str, codes: frozenset[str]) -> list[str]:
         """Record the supporter's reasons in force; returns the codes that are new."""
         old = self.codes.pop(supporter_id, frozenset())
+        if not old and not codes:
+            return []
+        partition = partition_for(supporter_id, self.partitions)
+        by_reason = self.by_partition.setdefault(partition, Counter())
         if codes:
             self.codes[supporter_id] = self._shared.setdefault(codes, codes)
-        self.by_reason.subtract(old)
-        self.by_reason.update(codes)
+        self.supporters[partition] += bool(codes) - bool(old)
+        by_reason.subtract(old)
+        by_reason.update(codes)
         return sorted(codes - old)
 
     def update(self, supporter_id: str, outcome: Outcome) -> list[str]:
@@ -167,7 +178,21 @@ class SuppressionCounts:
         return new
 
     def snapshot(self) -> dict[str, int]:
-        return {code: n for code, n in self.by_reason.items() if n > 0}
+        """Suppressed supporters by reason, all partitions held here."""
+        total: Counter[str] = Counter()
+        for by_reason in self.by_partition.values():
+            total.update(by_reason)
+        return {code: n for code, n in total.items() if n > 0}
+
+    def per_partition(self) -> dict[int, tuple[int, dict[str, int]]]:
+        """Partition -> (suppressed supporters, {reason: supporters}), for the metrics."""
+        return {
+            partition: (
+                self.supporters[partition],
+                {code: n for code, n in by_reason.items() if n > 0},
+            )
+            for partition, by_reason in self.by_partition.items()
+        }
 
 
 def dead_letter(
@@ -232,7 +257,7 @@ class Processor:
         self.partitions = partitions
         self.max_future = max_future
         self.expiry = ExpiryIndex(partitions)
-        self.suppressions = SuppressionCounts()
+        self.suppressions = SuppressionCounts(partitions)
         # new states of the batch in hand, not yet persisted (read before the store)
         self.dirty: dict[str, SupporterState] = {}
         # the states of the previous batch while the pipeline persists them (read after

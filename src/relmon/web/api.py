@@ -41,8 +41,10 @@ from typing import Any, Protocol
 
 import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp.typedefs import Middleware
 from pydantic import SecretStr
 
+from relmon.observability.metrics import HttpMetrics
 from relmon.streaming.processor import partition_for
 
 MAX_BATCH = 100_000
@@ -52,6 +54,7 @@ VALIDATE_STEP = 10_000  # ids validated between two yields to the event loop
 FORWARDED = "X-Relmon-Forwarded"
 OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+UNMATCHED_ROUTE = "unmatched"
 
 
 class Backend(Protocol):
@@ -299,8 +302,40 @@ def _join_slice(answers: Iterator[tuple[str, bytes]], budget_s: float) -> bytes 
     return b",".join(out) if out else None
 
 
-def install_routes(web_app: web.Application, api: Api) -> Api:
-    """Add the API's routes and middleware to the worker's aiohttp application."""
+def route_of(request: web.Request) -> str:
+    """The matched route's template (``/suppressions/{supporter_id}``), never the raw path:
+    a metric label must not take a value per supporter id or per path a client invents."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+def observing(http: HttpMetrics) -> Middleware:
+    """A middleware timing every request and counting its answer by route and status class
+    (``relmon_http_*``). Installed outermost, so 401s and errors turned into answers by the
+    other middlewares are seen as the client sees them; an exception that escapes is a 500."""
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            http.observe(request.method, route_of(request), status, time.perf_counter() - started)
+
+    return observe
+
+
+def install_routes(web_app: web.Application, api: Api, *, http: HttpMetrics | None = None) -> Api:
+    """Add the API's routes and middleware to the worker's aiohttp application; with
+    ``http``, every request is observed (:func:`observing`)."""
+    if http is not None:
+        web_app.middlewares.insert(0, observing(http))  # first in the list: outermost
     web_app.middlewares.append(api.middleware)
     router = web_app.router
     router.add_get("/healthz", api.healthz)
@@ -309,6 +344,10 @@ def install_routes(web_app: web.Application, api: Api) -> Api:
     router.add_get("/suppressions/{supporter_id}", api.suppression)
     router.add_post("/suppressions/check", api.check)
     router.add_get("/supporters/{supporter_id}", api.supporter)
+    if http is not None:
+        for route in router.routes():
+            if route.resource is not None and route.method != "HEAD":
+                http.known_route(route.method, route.resource.canonical)
 
     async def _close(_app: Any) -> None:
         await api.close()
