@@ -18,7 +18,11 @@ MONITORING = ROOT / "deploy" / "monitoring"
 RULES_FILE = MONITORING / "rules" / "relmon-alerts.yml"
 DASHBOARD = MONITORING / "dashboards" / "relmon.json"
 K8S = ROOT / "deploy" / "k8s"
-RUNBOOK_BASE_URL = "https://github.com/relmon/relmon/blob/main/deploy/monitoring/runbooks.md"
+DEFAULT_RUNBOOK_BASE_URL = "deploy/monitoring/runbooks.md"  # what the rules file carries
+# what generate.py and build.py put in the committed outputs (a fork may set its own)
+RUNBOOK_BASE_URL = (
+    os.environ.get("RELMON_RUNBOOK_BASE_URL", "").strip().rstrip("/#") or DEFAULT_RUNBOOK_BASE_URL
+)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -17,7 +17,7 @@ import yaml
 from referencing import Registry, Resource
 
 from relmon.topics import INPUT_TOPICS, contract_topics
-from tests.deploy import K8S, RULES_FILE, require_tool
+from tests.deploy import K8S, RULES_FILE, RUNBOOK_BASE_URL, require_tool
 
 OVERLAYS = ("dev", "prod")
 K8S_VERSIONS = ("1.30.0", "1.37.0")  # oldest supported, newest schema kubernetes-validate ships
@@ -143,9 +143,15 @@ def test_strict_validation_rejects_unknown_fields() -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_prometheus_rule_carries_exactly_the_rules_file(overlay: str) -> None:
-    """The PrometheusRule's groups equal the groups of deploy/monitoring/rules/relmon-alerts.yml."""
+    """The PrometheusRule's groups equal the groups of deploy/monitoring/rules/relmon-alerts.yml,
+    but for the runbook links, which are on the configured base."""
     rule = one(render(overlay), "PrometheusRule")
     expected = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))["groups"]
+    for group in expected:
+        for alert in group["rules"]:
+            if "alert" in alert:
+                anchor = alert["annotations"]["runbook_url"].split("#", 1)[1]
+                alert["annotations"]["runbook_url"] = f"{RUNBOOK_BASE_URL}#{anchor}"
     assert rule["spec"]["groups"] == expected
 
 

@@ -6,6 +6,15 @@ Usage::
     python deploy/monitoring/dashboards/generate.py --check    # exit 1 if relmon.json is stale
     python deploy/monitoring/dashboards/generate.py --out F    # write somewhere else
 
+The "Runbooks" link points at ``$RELMON_RUNBOOK_BASE_URL`` (where your organisation publishes
+``deploy/monitoring/runbooks.md``), by default the repository-relative path
+``deploy/monitoring/runbooks.md``: ``make dashboards RELMON_RUNBOOK_BASE_URL=https://...``.
+
+Correct for any number of workers: each worker exports gauges (suppressions, lag) only for
+the partitions it owns, so totals are ``sum`` across workers of ``max by (partition)`` (a
+partition can be reported by two workers around a rebalance), never a ``max`` across workers;
+counters are summed (each event is counted by the one worker that handled it).
+
 Targets Grafana 11.6 (grafana-foundation-sdk ``1769699379!11.6.0``). The output is
 deterministic (sorted keys, fixed ids and uid), so it is committed and CI fails on drift
 (``tests/deploy/test_dashboard_drift.py``); every query is parsed by promtool
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -38,11 +48,15 @@ from grafana_foundation_sdk.models.dashboard import (
 
 OUT = Path(__file__).with_name("relmon.json")
 UID = "relmon-overview"
-RUNBOOK_BASE_URL = "https://github.com/relmon/relmon/blob/main/deploy/monitoring/runbooks.md"
+DEFAULT_RUNBOOK_BASE_URL = "deploy/monitoring/runbooks.md"  # as deploy/k8s/build.py
+RUNBOOK_BASE_URL = (
+    os.environ.get("RELMON_RUNBOOK_BASE_URL", "").strip().rstrip("/#") or DEFAULT_RUNBOOK_BASE_URL
+)
 DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
 JOB = 'job="relmon"'
 RATE = "$__rate_interval"
 COMPLAINT_REASONS = "COMPLAINT|OBJECTION|DO_NOT_CALL_REQUEST"
+HEALTH_ROUTES = "/healthz|/readyz|/metrics"  # not dialer traffic
 
 
 def query(expr: str, legend: str = "__auto", ref: str = "A") -> prometheus.Dataquery:
@@ -171,14 +185,15 @@ def build() -> db.Dashboard:
             stat_panel(
                 "Consumer lag",
                 "Messages not yet processed, all input topics. Above 10k for 15 min alerts.",
-                f"sum(relmon_consumer_lag{{{JOB}}})",
+                f"sum(max by (topic, partition) (relmon_consumer_lag{{{JOB}}}))",
             ).thresholds(thresholds((None, "green"), (1000, "orange"), (10000, "red")))
         )
         .with_panel(
             stat_panel(
                 "Suppressed now",
-                "Supporters suppressed now, counted once per reason in force.",
-                f"sum(max by (reason) (relmon_suppressions{{{JOB}}}))",
+                "Supporters suppressed now, for any reason, each counted once: the sum over "
+                "partitions of what their owning worker reports.",
+                f"sum(max by (partition) (relmon_suppressed_supporters{{{JOB}}}))",
             )
         )
         .with_panel(
@@ -229,7 +244,13 @@ def build() -> db.Dashboard:
                 "Consumer lag by topic",
                 "Messages behind per input topic. Rising while events/s is flat: workers too "
                 "slow or stuck; rising with events/s: a burst, autoscaling should follow.",
-                [query(f"sum by (topic) (relmon_consumer_lag{{{JOB}}})", "{{topic}}")],
+                [
+                    query(
+                        "sum by (topic) "
+                        f"(max by (topic, partition) (relmon_consumer_lag{{{JOB}}}))",
+                        "{{topic}}",
+                    )
+                ],
             )
         )
         .with_panel(
@@ -255,7 +276,13 @@ def build() -> db.Dashboard:
                 "Suppressed supporters by reason",
                 "Supporters suppressed now, by reason in force (a supporter with two reasons "
                 "counts in both). Read from state at scrape time.",
-                [query(f"max by (reason) (relmon_suppressions{{{JOB}}})", "{{reason}}")],
+                [
+                    query(
+                        "sum by (reason) "
+                        f"(max by (partition, reason) (relmon_suppressions{{{JOB}}}))",
+                        "{{reason}}",
+                    )
+                ],
                 stacked=True,
             )
         )
@@ -339,7 +366,7 @@ def build() -> db.Dashboard:
         )
     )
 
-    return dash.with_row(db.Row("Calls against suppressions")).with_panel(
+    dash = dash.with_row(db.Row("Calls against suppressions")).with_panel(
         graph(
             "Calls to suppressed supporters per partner, last hour",
             "Outbound marketing calls to supporters suppressed at the time of the call. "
@@ -352,6 +379,61 @@ def build() -> db.Dashboard:
                 )
             ],
             span=24,
+        )
+    )
+
+    dialer = f'{JOB},route!~"{HEALTH_ROUTES}"'
+    return (
+        dash.with_row(db.Row("Dialer API"))
+        .with_panel(
+            graph(
+                "API requests by route and status class",
+                "Requests per second answered by the workers' HTTP API, by route template and "
+                "status class (health checks and scrapes left out). 5xx includes 503: state "
+                "being recovered or rebalanced (RelmonApiErrors).",
+                [
+                    query(
+                        "sum by (route, status_class) "
+                        f"(rate(relmon_http_responses_total{{{dialer}}}[{RATE}]))",
+                        "{{route}} {{status_class}}",
+                    )
+                ],
+                "reqps",
+                stacked=True,
+            )
+        )
+        .with_panel(
+            graph(
+                "API latency by route",
+                "Time from a request's arrival to its answer, p50 and p99 per route, all "
+                "workers (a forwarded request counts on both workers it passes).",
+                [
+                    query(
+                        f"histogram_quantile({q}, sum by (route, le) (rate("
+                        f"relmon_http_request_duration_seconds_bucket{{{dialer}}}[{RATE}])))",
+                        f"{{{{route}}}} p{int(q * 100)}",
+                        ref,
+                    )
+                    for q, ref in ((0.5, "A"), (0.99, "B"))
+                ],
+                "s",
+            )
+        )
+        .with_panel(
+            graph(
+                "Not ready (503) per route, per minute",
+                "Requests answered 503 because a worker was recovering or rebalancing: the "
+                "dialer must retry and not dial meanwhile. Brief bursts at restarts and scaling "
+                "are expected; a steady flow is not.",
+                [
+                    query(
+                        "sum by (route) "
+                        f"(rate(relmon_http_not_ready_total{{{dialer}}}[{RATE}])) * 60",
+                        "{{route}}",
+                    )
+                ],
+                span=24,
+            )
         )
     )
 
