@@ -119,3 +119,17 @@ def test_known_routes_exist_at_zero_and_methods_are_bounded() -> None:
         "other",
         "other",
     ]
+
+
+async def test_a_request_forwarded_by_another_worker_is_not_counted_twice(
+    observed: tuple[Backend, httpx.AsyncClient, CollectorRegistry],
+) -> None:
+    """The owner of a supporter answers a forwarded request without counting it: the worker
+    the dialer asked counts it once, with the time the dialer waited."""
+    _backend, client, registry = observed
+    forwarded = await client.get("/suppressions/S-1", headers={"X-Relmon-Forwarded": "1"})
+    assert forwarded.status_code == 200
+    labels = {"method": "GET", "route": SINGLE, "status_class": "2xx"}
+    assert sample(registry, "relmon_http_responses_total", **labels) == 0
+    assert (await client.get("/suppressions/S-1")).status_code == 200
+    assert sample(registry, "relmon_http_responses_total", **labels) == 1

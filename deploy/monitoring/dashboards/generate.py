@@ -389,8 +389,9 @@ def build() -> db.Dashboard:
             graph(
                 "API requests by route and status class",
                 "Requests per second answered by the workers' HTTP API, by route template and "
-                "status class (health checks and scrapes left out). 5xx includes 503: state "
-                "being recovered or rebalanced (RelmonApiErrors).",
+                "status class (health checks and scrapes left out; a forwarded request counts "
+                "once). 5xx includes 503: state being recovered or rebalanced "
+                "(RelmonApiErrors).",
                 [
                     query(
                         "sum by (route, status_class) "
@@ -406,7 +407,8 @@ def build() -> db.Dashboard:
             graph(
                 "API latency by route",
                 "Time from a request's arrival to its answer, p50 and p99 per route, all "
-                "workers (a forwarded request counts on both workers it passes).",
+                "workers (a request forwarded to the supporter's owner counts once, with the "
+                "time the client waited).",
                 [
                     query(
                         f"histogram_quantile({q}, sum by (route, le) (rate("

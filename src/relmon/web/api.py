@@ -312,10 +312,14 @@ def route_of(request: web.Request) -> str:
 def observing(http: HttpMetrics) -> Middleware:
     """A middleware timing every request and counting its answer by route and status class
     (``relmon_http_*``). Installed outermost, so 401s and errors turned into answers by the
-    other middlewares are seen as the client sees them; an exception that escapes is a 500."""
+    other middlewares are seen as the client sees them; an exception that escapes is a 500.
+    A request forwarded by another worker is not counted again: the worker the client asked
+    counts it, with the time and status the client got."""
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if FORWARDED in request.headers:
+            return await handler(request)
         started = time.perf_counter()
         status = 500
         try:
