@@ -227,7 +227,9 @@ async def test_dashboard_queries_give_the_true_totals_across_two_workers(
     queries, read from relmon.json, give: 2 workers up and none recovering, no lag, the
     suppressed supporters and the count per reason exactly as the pure engine computes them
     from the events; and, within Prometheus's extrapolation, the events consumed, the new
-    reasons in force, the dead letters and the dialer API's answers by route and status."""
+    reasons in force, the dead letters and the dialer API's answers by route and status.
+    Then worker 1 leaves: once worker 0 holds every partition the same totals come back, and
+    at no scrape on the way is "Suppressed now" above the truth (never double counted)."""
     workers = [cluster.worker(state="w0").start(), cluster.worker(state="w1").start()]
     await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in workers))
     await settle(http, workers, 90)
@@ -358,6 +360,33 @@ async def test_dashboard_queries_give_the_true_totals_across_two_workers(
         for panel in model["panels"]:
             for expr in panel_exprs(panel["title"]) if panel.get("targets") else []:
                 await prom.query(expr, at)
+
+        # --- A rebalance: worker 1 leaves, worker 0 takes its partitions over ---------------
+        left_at = time.time()
+        workers[1].stop()
+        await settle(http, workers[:1], 90)
+        deadline = time.monotonic() + 60
+        held = 0.0
+        while time.monotonic() < deadline:  # the taken-over partitions' counts rebuilt
+            text = await scrape(http, workers[0])
+            held = sum(v for _, v in samples(text, "relmon_suppressed_supporters"))
+            if held == truth["suppressed"]:
+                break
+            await asyncio.sleep(0.5)
+        assert held == truth["suppressed"], workers[0].log_tail(30)
+        await asyncio.sleep(3 * SCRAPE_S)
+        end = time.time()
+        assert await prom.one(up, end) == 1
+        assert await prom.one(suppressed_now, end) == truth["suppressed"]
+        after = {r: v for r, v in (await prom.by("reason", reasons_now, end)).items() if v}
+        assert after == truth["by_reason"]
+        # never doubled on the way, whichever worker reported which partition at each scrape
+        answer = await http.get(
+            f"{prom_url}/api/v1/query_range",
+            params={"query": suppressed_now, "start": left_at - 2, "end": end, "step": "0.5"},
+        )
+        (curve,) = answer.json()["data"]["result"]
+        assert max(float(v) for _, v in curve["values"]) <= truth["suppressed"]
     finally:
         prometheus.terminate()
         prometheus.wait(timeout=30)
