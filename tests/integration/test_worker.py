@@ -10,9 +10,10 @@ from typing import Any
 
 import httpx
 
+from relmon.streaming.processor import partition_for
 from relmon.topics import ALERTS, CALLS, CONSENTS, DLQ, SUPPRESSIONS
 
-from .conftest import Cluster
+from .conftest import PARTITIONS, Cluster
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -154,7 +155,9 @@ async def test_loyal_donor_chased_and_cancelling_is_suppressed_and_alerted(
     )
     assert 'relmon_calls_while_suppressed_total{partner="P-south"} 1.0' in metrics
     assert 'relmon_events_consumed_total{result="ok",type="call_outcome"} 2.0' in metrics
-    assert 'relmon_suppressions{reason="DECIDING_IN_OWN_TIME"} 1.0' in metrics
+    home = partition_for("S-loyal", PARTITIONS)  # exported for the partitions it owns
+    assert f'relmon_suppressions{{partition="{home}",reason="DECIDING_IN_OWN_TIME"}} 1.0' in metrics
+    assert f'relmon_suppressed_supporters{{partition="{home}"}} 1.0' in metrics
 
 
 async def test_bad_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going(
