@@ -71,6 +71,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 STATUS_CLASSES = ("2xx", "4xx", "5xx")  # created at 0 per route; 1xx/3xx appear when used
+MAX_HTTP_CHILDREN = 1024  # cached (method, route, status) series handles; the rest looked up
 
 
 class PartnerLabels:
@@ -198,6 +199,7 @@ class HttpMetrics:
             ["route"],
             registry=registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     def known_route(self, method: str, route: str) -> None:
         """Create the route's series at 0, so rate() sees its first request."""
@@ -208,11 +210,22 @@ class HttpMetrics:
         self.not_ready.labels(route)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        method = _method(method)
-        self.duration.labels(method, route).observe(seconds)
-        self.responses.labels(method, route, status_class(status)).inc()
-        if status == 503:
-            self.not_ready.labels(route).inc()
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # once per distinct answer kind (a bounded set): labels() is slow
+            label = _method(method)
+            children = (
+                self.duration.labels(label, route),
+                self.responses.labels(label, route, status_class(status)),
+                self.not_ready.labels(route) if status == 503 else None,
+            )
+            if len(self._children) < MAX_HTTP_CHILDREN:
+                self._children[key] = children
+        duration, responses, not_ready = children
+        duration.observe(seconds)
+        responses.inc()
+        if not_ready is not None:
+            not_ready.inc()
 
 
 def _method(method: str) -> str:
