@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pytest
+from aiokafka.errors import IllegalStateError
 from prometheus_client import CollectorRegistry, generate_latest
 
 from relmon.observability.metrics import (
@@ -280,3 +281,27 @@ def test_suppression_counts_are_kept_per_partition() -> None:
     counts.set(a, frozenset({"OPTED_OUT"}))
     counts.set(b, frozenset())
     assert counts.per_partition() == {pa: (1, {"OPTED_OUT": 1}), pb: (0, {})}
+
+
+class MovingConsumer(FakeConsumer):
+    """A rebalance in the middle of sampling: Faust still lists partitions that aiokafka no
+    longer holds (its highwater() asserts, its position() raises)."""
+
+    def highwater(self, tp: FakeTP) -> int | None:
+        if tp.partition == 1:
+            raise AssertionError("Partition is not assigned")
+        return super().highwater(tp)
+
+    async def position(self, tp: FakeTP) -> int | None:
+        if tp.partition == 2:
+            raise IllegalStateError(f"No current assignment for partition {tp}")
+        return await super().position(tp)
+
+
+def test_sample_consumer_lag_skips_partitions_a_rebalance_took_away() -> None:
+    """A partition that moved away while the lag was sampled is left out instead of failing
+    the sample (which crashed the worker's timer, and the worker, in a two-worker test)."""
+    tps = [FakeTP("relmon.calls", p) for p in range(3)]
+    consumer = MovingConsumer(dict.fromkeys(tps, 10), dict.fromkeys(tps, 4))
+    lags = asyncio.run(sample_consumer_lag(consumer, {"relmon.calls"}))
+    assert lags == {("relmon.calls", 0): 6}

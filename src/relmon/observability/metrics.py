@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, get_args
 
+from aiokafka.errors import IllegalStateError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -425,16 +426,22 @@ async def sample_consumer_lag(consumer: Any, topics: Collection[str]) -> dict[tu
 
     Lag is the partition's high watermark (the end offset the fetcher last saw) minus the
     consumer's position (the next offset it will read), so it counts what is fetched but not
-    yet read plus what is not fetched. Partitions with no high watermark yet are left out.
-    Use it from a timer: ``metrics.replace_lags(await sample_consumer_lag(app.consumer,
-    topics))``.
+    yet read plus what is not fetched. Partitions with no high watermark yet, or taken away
+    by a rebalance meanwhile, are left out. Use it from a timer:
+    ``metrics.replace_lags(await sample_consumer_lag(app.consumer, topics))``.
     """
     lags: dict[tuple[str, int], int] = {}
     for tp in sorted(consumer.assignment()):
         if tp.topic not in topics:
             continue
-        highwater = consumer.highwater(tp)
-        position = await consumer.position(tp)
+        try:
+            highwater = consumer.highwater(tp)
+            position = await consumer.position(tp)
+        except (AssertionError, IllegalStateError):
+            # a rebalance took the partition away between Faust's assignment and aiokafka's
+            # (aiokafka asserts in highwater(), raises in position()): not ours to report,
+            # and never a reason to crash the timer, and with it the worker
+            continue
         if highwater is None or position is None:
             continue
         lags[(tp.topic, tp.partition)] = max(0, int(highwater) - int(position))
