@@ -64,6 +64,7 @@ from relmon.streaming.processor import Processor
 from relmon.streaming.urgent_first import read_urgent_first, shorten_fetch_wait
 from relmon.topics import ALERTS, BULK_TOPICS, DLQ, INPUT_TOPICS, SUPPRESSIONS
 from relmon.web.api import Api, install_routes
+from relmon.web.server import GuardedWeb, WebLimits
 
 log = get_logger(__name__)
 TABLE_NAME = "supporter-state"
@@ -119,9 +120,22 @@ class Worker:
         return bool(recovered and not self.app.rebalancing and not stalled and settled)
 
 
+class RelmonApp(faust.App):  # faust is untyped (Any)
+    """A Faust app whose web server is :class:`relmon.web.server.GuardedWeb`: bounded
+    timeouts and connections, and none of Faust's own pages."""
+
+    def __init__(self, *args: Any, web_limits: WebLimits, **kwargs: Any) -> None:
+        self.web_limits = web_limits
+        super().__init__(*args, **kwargs)
+
+    def _new_web(self) -> GuardedWeb:
+        return GuardedWeb(self, limits=self.web_limits)
+
+
 def build_worker(settings: Settings, policy: Policy) -> Worker:
     prefix = settings.topic_prefix
-    app = faust.App(
+    web_limits = WebLimits.from_settings(settings)
+    app = RelmonApp(
         f"{prefix}{settings.worker_id}",
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(settings),
@@ -133,7 +147,15 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
         web_enabled=True,
-        web_application_options={"client_max_size": 16 * 1024 * 1024},  # 100,000-id checks
+        web_limits=web_limits,
+        web_application_options={"client_max_size": web_limits.max_body_bytes},
+        # Faust's own pages show raw table rows and the cluster's layout: off (GuardedWeb
+        # serves none of them whatever these say)
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         web_host=settings.web_host,
         web_bind=settings.web_host,  # the interface to listen on (web_host alone is only a name)
         web_port=settings.web_port,
