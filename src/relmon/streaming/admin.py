@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from relmon.errors import BrokerError
 from relmon.settings import Settings
+from relmon.streaming import kafka_backoff
 from relmon.topics import TopicSpec
 
 TOPIC_ALREADY_EXISTS = 36
@@ -41,6 +42,9 @@ def unreachable(settings: Settings, exc: BaseException) -> BrokerError:
 
 
 async def _admin(settings: Settings, timeout_s: float) -> AIOKafkaAdminClient:
+    kafka_backoff.install(
+        settings.kafka_reconnect_backoff_ms, settings.kafka_reconnect_backoff_max_ms
+    )
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs(), request_timeout_ms=10_000)
     try:
         await asyncio.wait_for(admin.start(), timeout_s)

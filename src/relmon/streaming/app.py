@@ -50,13 +50,14 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from relmon.domain import Engine, Policy
-from relmon.observability.logging import get_logger
+from relmon.observability.logging import flush_rate_limit, get_logger, set_rate_limit
 from relmon.observability.metrics import (
     RelmonMetrics,
     SuppressionsCollector,
     sample_consumer_lag,
 )
 from relmon.settings import Settings
+from relmon.streaming import kafka_backoff
 from relmon.streaming.batch_loop import EXIT_HOLE, ConsumerGuard, OffsetTrack, batch_loop
 from relmon.streaming.emitter import Emitter, TableStore
 from relmon.streaming.pipeline import BatchPipeline
@@ -135,6 +136,11 @@ class RelmonApp(faust.App):  # faust is untyped (Any)
 def build_worker(settings: Settings, policy: Policy) -> Worker:
     prefix = settings.topic_prefix
     web_limits = WebLimits.from_settings(settings)
+    # a broker outage leaves a readable log: paced reconnects, rate-limited lines
+    kafka_backoff.install(
+        settings.kafka_reconnect_backoff_ms, settings.kafka_reconnect_backoff_max_ms
+    )
+    set_rate_limit(settings.log_rate_limit, settings.log_rate_window_s)
     app = RelmonApp(
         f"{prefix}{settings.worker_id}",
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
@@ -300,6 +306,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def sample() -> None:
+        flush_rate_limit()  # sum up the log lines a flood that has stopped held back
         metrics.set_recovery(not worker.ready)
         warm_view()
         if pipeline.redelivery_ends is None:
