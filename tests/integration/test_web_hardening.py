@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import httpx
 
@@ -22,6 +23,7 @@ LIMITS = {
     "RELMON_WEB_IDLE_TIMEOUT_S": "3",
     "RELMON_WEB_MAX_CONNECTIONS": "40",
 }
+COMMITTED_OPENAPI = Path(__file__).parents[2] / "schemas" / "openapi.json"
 FAUST_PAGES = (
     "/",
     "/router/",
@@ -42,7 +44,8 @@ async def until_closed(reader: asyncio.StreamReader, limit_s: float) -> bytes:
 
 async def test_faust_pages_are_not_served_with_or_without_a_token(cluster: Cluster) -> None:
     """Faust's pages (index, router, raw table rows, graph, performance) are 404 on a worker
-    without a token, and 401 then 404 on one with a token: never their content."""
+    without a token, and 401 then 404 on one with a token: never their content. The
+    worker serves schemas/openapi.json at /openapi.json, behind the token."""
     open_worker = cluster.worker(state="open", **LIMITS).start()
     locked = cluster.worker(state="locked", token="t0ken", **LIMITS).start()
     open_worker.wait_ready()
@@ -56,6 +59,10 @@ async def test_faust_pages_are_not_served_with_or_without_a_token(cluster: Clust
             assert anonymous.status_code == 401, (page, anonymous.text[:200])
             authorised = await http.get(locked.url + page, headers=locked.headers())
             assert authorised.status_code == 404, (page, authorised.text[:200])
+        # the API's own description is served, behind the token like the API
+        assert (await http.get(locked.url + "/openapi.json")).status_code == 401
+        served = await http.get(locked.url + "/openapi.json", headers=locked.headers())
+        assert served.json() == json.loads(COMMITTED_OPENAPI.read_text())
 
 
 async def test_slow_idle_and_too_many_clients_do_not_starve_the_worker(cluster: Cluster) -> None:

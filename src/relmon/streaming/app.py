@@ -64,6 +64,7 @@ from relmon.streaming.pipeline import BatchPipeline
 from relmon.streaming.processor import Processor
 from relmon.streaming.urgent_first import read_urgent_first, shorten_fetch_wait
 from relmon.topics import ALERTS, BULK_TOPICS, DLQ, INPUT_TOPICS, SUPPRESSIONS
+from relmon.web import openapi
 from relmon.web.api import Api, install_routes
 from relmon.web.server import GuardedWeb, WebLimits
 
@@ -341,6 +342,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     web_app = cast(Any, app.web).web_app  # the aiohttp driver's application
     api = Api(worker, token=settings.api_token, self_url=settings.canonical_url())
     install_routes(web_app, api)
+    openapi.install(web_app)  # GET /openapi.json
     return worker
 
 
