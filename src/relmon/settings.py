@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism = "PLAIN"
     sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_password: SecretStr | None = Field(default=None, validate_default=True)
     topic_prefix: str = Field(default="", description="prepended to every topic name")
     partitions: int = Field(default=8, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=16)
@@ -83,6 +83,17 @@ class Settings(BaseSettings):
         default=20, ge=0, le=1_000_000, description="lines per logger+message a window; 0: off"
     )
     log_rate_window_s: float = Field(default=60.0, gt=0, le=3600)
+
+    @field_validator("sasl_password")
+    @classmethod
+    def _sasl_has_a_login(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        protocol = str(info.data.get("security_protocol", ""))
+        if protocol.startswith("SASL") and not (value and info.data.get("sasl_username")):
+            raise ValueError(
+                f"RELMON_SECURITY_PROTOCOL={protocol} needs RELMON_SASL_USERNAME and "
+                "RELMON_SASL_PASSWORD (or set PLAINTEXT / SSL)"
+            )
+        return value
 
     @field_validator("kafka_bootstrap")
     @classmethod
