@@ -110,12 +110,15 @@ class GuardedHandler(RequestHandler):
         super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.request_started()  # cancels the timer
+        self._cancel_header_timer()
         super().connection_lost(exc)
 
     def request_started(self) -> None:
         """The request line and headers are in: the header timer is done."""
         self.in_request = True
+        self._cancel_header_timer()
+
+    def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
