@@ -1,8 +1,9 @@
 """JSON Schemas of the contract's types, generated from the pydantic models.
 
-``schemas/`` holds one file per input event and output type; ``relmon schemas export``
-writes them and ``relmon schemas check`` (and a unit test) fails when they differ from
-the models.
+``schemas/`` holds one file per input event and output type, and ``openapi.json``, the
+OpenAPI 3.1 document of the dialer API (:mod:`relmon.web.openapi`); ``relmon schemas
+export`` writes them and ``relmon schemas check`` (and a unit test) fails when they differ
+from the models.
 """
 
 from __future__ import annotations
@@ -59,14 +60,26 @@ def render(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+OPENAPI = "openapi.json"
+
+
+def files() -> dict[str, str]:
+    """File name → exact text, for every JSON Schema and the OpenAPI document."""
+    from relmon.web.openapi import document  # the web layer, only when exporting
+
+    out = {f"{name}.json": render(doc) for name, doc in schema_documents().items()}
+    out[OPENAPI] = render(document())
+    return out
+
+
 def export_schemas(directory: str | Path) -> list[Path]:
-    """Write every schema into ``directory``; return the paths written."""
+    """Write every schema and the OpenAPI document into ``directory``; return the paths."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, doc in schema_documents().items():
-        path = out / f"{name}.json"
-        path.write_text(render(doc), encoding="utf-8")
+    for filename, text in files().items():
+        path = out / filename
+        path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
 
@@ -75,7 +88,7 @@ def differences(directory: str | Path) -> list[str]:
     """How ``directory`` differs from the models (empty when it matches)."""
     out = Path(directory)
     problems = []
-    expected = {f"{name}.json": render(doc) for name, doc in schema_documents().items()}
+    expected = files()
     for filename, text in expected.items():
         path = out / filename
         if not path.exists():

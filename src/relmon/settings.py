@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism = "PLAIN"
     sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_password: SecretStr | None = Field(default=None, validate_default=True)
     topic_prefix: str = Field(default="", description="prepended to every topic name")
     partitions: int = Field(default=8, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=16)
@@ -57,6 +57,43 @@ class Settings(BaseSettings):
     )
     expiry_interval_s: float = Field(default=5.0, gt=0, le=60)
     broker_session_timeout_s: float = Field(default=30.0, ge=6, le=300)
+    # The web server's bounds (relmon.web.server, docs/operations.md "Hardening")
+    web_header_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="request line and headers must arrive within"
+    )
+    web_body_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="a request body must arrive within"
+    )
+    web_request_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="longest a request may be handled"
+    )
+    web_idle_timeout_s: float = Field(
+        default=15.0, gt=0, le=3600, description="idle keep-alive connections closed after"
+    )
+    web_max_connections: int = Field(
+        default=1000, ge=1, le=1_000_000, description="open connections beyond: 503 and closed"
+    )
+    web_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024**3)
+    web_backlog: int = Field(default=128, ge=1, le=65535, description="listen() backlog")
+    # Kafka clients: back-off between failed connections / metadata refreshes to a broker
+    kafka_reconnect_backoff_ms: int = Field(default=100, ge=1, le=60_000)
+    kafka_reconnect_backoff_max_ms: int = Field(default=2000, ge=1, le=300_000)
+    # The log's rate limit: per logger and message, at most this many lines per window
+    log_rate_limit: int = Field(
+        default=20, ge=0, le=1_000_000, description="lines per logger+message a window; 0: off"
+    )
+    log_rate_window_s: float = Field(default=60.0, gt=0, le=3600)
+
+    @field_validator("sasl_password")
+    @classmethod
+    def _sasl_has_a_login(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        protocol = str(info.data.get("security_protocol", ""))
+        if protocol.startswith("SASL") and not (value and info.data.get("sasl_username")):
+            raise ValueError(
+                f"RELMON_SECURITY_PROTOCOL={protocol} needs RELMON_SASL_USERNAME and "
+                "RELMON_SASL_PASSWORD (or set PLAINTEXT / SSL)"
+            )
+        return value
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -61,11 +61,16 @@ def test_schemas_check_reports_drift(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_export_writes_the_files_it_returns(tmp_path: Path) -> None:
-    """export_schemas writes one parseable JSON file per document and returns their paths."""
+    """export_schemas writes one parseable JSON file per document, plus the OpenAPI
+    document, and returns their paths."""
     paths = export_schemas(tmp_path / "out")
-    assert sorted(p.stem for p in paths) == sorted(schema_documents())
+    assert sorted(p.stem for p in paths) == sorted([*schema_documents(), "openapi"])
     for path in paths:
-        assert orjson.loads(path.read_bytes())["$schema"].startswith("https://json-schema.org/")
+        doc = orjson.loads(path.read_bytes())
+        if path.name == "openapi.json":
+            assert doc["openapi"] == "3.1.0"
+        else:
+            assert doc["$schema"].startswith("https://json-schema.org/")
 
 
 def test_fast_construction_equals_validation() -> None:

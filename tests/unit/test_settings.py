@@ -63,3 +63,13 @@ def test_cli_reports_a_bad_setting_by_its_variable(
     err = capsys.readouterr().err
     assert "RELMON_PARTITIONS" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
+def test_a_sasl_protocol_without_a_login_is_refused_with_what_to_set(protocol: str) -> None:
+    """SASL without user name and password cannot connect (aiokafka raises at the first
+    client); the settings say so up front, naming the variables to set."""
+    with pytest.raises(ValidationError) as error:
+        Settings(security_protocol=protocol, sasl_username="relmon")
+    assert "needs RELMON_SASL_USERNAME and RELMON_SASL_PASSWORD" in str(error.value)
+    assert Settings(security_protocol=protocol, sasl_username="u", sasl_password="p")

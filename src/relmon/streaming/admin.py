@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from relmon.errors import BrokerError
 from relmon.settings import Settings
+from relmon.streaming import kafka_backoff, listener_probe
 from relmon.topics import TopicSpec
 
 TOPIC_ALREADY_EXISTS = 36
@@ -32,7 +33,16 @@ CONNECT_ERRORS = (TimeoutError, KafkaConnectionError, KafkaError, OSError)
 
 
 def unreachable(settings: Settings, exc: BaseException) -> BrokerError:
-    """The one message every verb gives when Kafka cannot be reached, with what to do."""
+    """The one message every verb gives when a Kafka client cannot start, with what to do.
+
+    Before blaming the network it asks the bootstrap addresses what they speak
+    (:mod:`relmon.streaming.listener_probe`): a listener that answers with another security
+    protocol than ``RELMON_SECURITY_PROTOCOL``, or wants a SASL login relmon does not send,
+    gets a message saying which setting to change.
+    """
+    listener = listener_probe.probe(settings.kafka_bootstrap, settings.sasl_mechanism)
+    if listener is not None:
+        return BrokerError(mismatch(settings, listener, exc))
     return BrokerError(
         f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}). "
         "Start a local broker with `make broker`, or pass --bootstrap / set "
@@ -40,7 +50,66 @@ def unreachable(settings: Settings, exc: BaseException) -> BrokerError:
     )
 
 
+def mismatch(settings: Settings, listener: listener_probe.Listener, exc: BaseException) -> str:
+    """What to change when ``listener`` answered but the client still could not start."""
+    ours = settings.security_protocol
+    theirs = listener.protocol
+    where = f"Kafka at {listener.address}"
+    if theirs == "not Kafka":
+        return (
+            f"{where} accepts connections but does not answer as a Kafka broker (neither in "
+            "plain bytes nor over TLS). Check RELMON_KAFKA_BOOTSTRAP / --bootstrap: is "
+            "that the broker's listener port?"
+        )
+    offered = ", ".join(listener.mechanisms)
+    if theirs != ours:
+        hints = {
+            "PLAINTEXT": "it wants neither TLS nor a SASL login",
+            "SASL_PLAINTEXT": f"it wants a SASL login ({offered}) without TLS",
+            "SSL": "it wants TLS, without a SASL login",
+            "SASL_SSL": f"it wants TLS and a SASL login ({offered})",
+        }
+        login = (
+            " and RELMON_SASL_MECHANISM, RELMON_SASL_USERNAME, RELMON_SASL_PASSWORD"
+            if theirs.startswith("SASL")
+            else ""
+        )
+        return (
+            f"{where} answers, but speaks another security protocol: {hints[theirs]}, "
+            f"while relmon is set to {ours} (RELMON_SECURITY_PROTOCOL). Either set "
+            f"RELMON_SECURITY_PROTOCOL={theirs}{login} to use this listener, or point "
+            "RELMON_KAFKA_BOOTSTRAP / --bootstrap at the cluster's "
+            f"{ours} listener (usually another port). Client error: "
+            f"{type(exc).__name__}: {exc}"
+        )
+    if (
+        theirs.startswith("SASL")
+        and listener.mechanisms
+        and (settings.sasl_mechanism not in listener.mechanisms)
+    ):
+        return (
+            f"{where} speaks {theirs} as configured but offers the SASL mechanisms "
+            f"{offered}, not {settings.sasl_mechanism}: set RELMON_SASL_MECHANISM to one of "
+            "them."
+        )
+    what = (
+        "the SASL login was refused: check RELMON_SASL_USERNAME and RELMON_SASL_PASSWORD"
+        if theirs.startswith("SASL")
+        else "the TLS handshake failed: check that the broker's certificate is signed by a "
+        "CA this machine trusts (the system store, or SSL_CERT_FILE)"
+        if theirs == "SSL"
+        else "the broker did not let the client start"
+    )
+    return (
+        f"{where} speaks {theirs} as configured, but {what}. Client error: "
+        f"{type(exc).__name__}: {exc}"
+    )
+
+
 async def _admin(settings: Settings, timeout_s: float) -> AIOKafkaAdminClient:
+    kafka_backoff.install(
+        settings.kafka_reconnect_backoff_ms, settings.kafka_reconnect_backoff_max_ms
+    )
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs(), request_timeout_ms=10_000)
     try:
         await asyncio.wait_for(admin.start(), timeout_s)

@@ -50,20 +50,23 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from relmon.domain import Engine, Policy
-from relmon.observability.logging import get_logger
+from relmon.observability.logging import flush_rate_limit, get_logger, set_rate_limit
 from relmon.observability.metrics import (
     RelmonMetrics,
     SuppressionsCollector,
     sample_consumer_lag,
 )
 from relmon.settings import Settings
+from relmon.streaming import kafka_backoff
 from relmon.streaming.batch_loop import EXIT_HOLE, ConsumerGuard, OffsetTrack, batch_loop
 from relmon.streaming.emitter import Emitter, TableStore
 from relmon.streaming.pipeline import BatchPipeline
 from relmon.streaming.processor import Processor
 from relmon.streaming.urgent_first import read_urgent_first, shorten_fetch_wait
 from relmon.topics import ALERTS, BULK_TOPICS, DLQ, INPUT_TOPICS, SUPPRESSIONS
+from relmon.web import openapi
 from relmon.web.api import Api, install_routes
+from relmon.web.server import GuardedWeb, WebLimits
 
 log = get_logger(__name__)
 TABLE_NAME = "supporter-state"
@@ -119,9 +122,27 @@ class Worker:
         return bool(recovered and not self.app.rebalancing and not stalled and settled)
 
 
+class RelmonApp(faust.App):  # faust is untyped (Any)
+    """A Faust app whose web server is :class:`relmon.web.server.GuardedWeb`: bounded
+    timeouts and connections, and none of Faust's own pages."""
+
+    def __init__(self, *args: Any, web_limits: WebLimits, **kwargs: Any) -> None:
+        self.web_limits = web_limits
+        super().__init__(*args, **kwargs)
+
+    def _new_web(self) -> GuardedWeb:
+        return GuardedWeb(self, limits=self.web_limits)
+
+
 def build_worker(settings: Settings, policy: Policy) -> Worker:
     prefix = settings.topic_prefix
-    app = faust.App(
+    web_limits = WebLimits.from_settings(settings)
+    # a broker outage leaves a readable log: paced reconnects, rate-limited lines
+    kafka_backoff.install(
+        settings.kafka_reconnect_backoff_ms, settings.kafka_reconnect_backoff_max_ms
+    )
+    set_rate_limit(settings.log_rate_limit, settings.log_rate_window_s)
+    app = RelmonApp(
         f"{prefix}{settings.worker_id}",
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(settings),
@@ -133,7 +154,15 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
         web_enabled=True,
-        web_application_options={"client_max_size": 16 * 1024 * 1024},  # 100,000-id checks
+        web_limits=web_limits,
+        web_application_options={"client_max_size": web_limits.max_body_bytes},
+        # Faust's own pages show raw table rows and the cluster's layout: off (GuardedWeb
+        # serves none of them whatever these say)
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         web_host=settings.web_host,
         web_bind=settings.web_host,  # the interface to listen on (web_host alone is only a name)
         web_port=settings.web_port,
@@ -281,6 +310,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def sample() -> None:
+        flush_rate_limit()  # sum up the log lines a flood that has stopped held back
         metrics.set_recovery(not worker.ready)
         warm_view()
         if pipeline.redelivery_ends is None:
@@ -315,6 +345,7 @@ def build_worker(settings: Settings, policy: Policy) -> Worker:
     web_app = cast(Any, app.web).web_app  # the aiohttp driver's application
     api = Api(worker, token=settings.api_token, self_url=settings.canonical_url())
     install_routes(web_app, api, http=metrics.http)
+    openapi.install(web_app)  # GET /openapi.json
     return worker
 
 
