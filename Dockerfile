@@ -11,35 +11,44 @@ ARG BASE=python:3.11-slim
 
 # --- build: relmon and its pinned dependencies installed into a venv at /opt/relmon ---------
 FROM ${BASE} AS build
-# The last commit's time (podman/buildah and BuildKit pass it through): .pyc files are then
-# hash-checked instead of stamped with the build time, and wheels carry this date.
+# SOURCE_DATE_EPOCH: the time of the last commit that changed the image's inputs (build.sh
+# passes it; BuildKit users pass it too). With it, .pyc files are hash-checked instead of
+# stamped with the build time, and relmon's wheel carries that date.
 ARG SOURCE_DATE_EPOCH=0
-ARG PIP_INDEX_URL=
+ARG PIP_INDEX_URL=https://pypi.org/simple
 ARG PIP_EXTRA_INDEX_URL=
 ENV SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH} \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_CONSTRAINT=/src/constraints.txt
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY src ./src
+# pip-ca: an optional build secret with the CA bundle of a TLS-intercepting proxy between the
+# build and the package index (`make image` passes the host's). It is mounted only into the
+# steps that run pip, and this stage is thrown away: it never reaches the image.
+# /opt/tools holds pip; /opt/relmon gets only relmon and its dependencies. The dependencies
+# (every version pinned in constraints.txt) come first, in their own step, so that a change
+# to src/ rebuilds only relmon's own wheel.
 COPY deploy/image/constraints.txt ./
-# pip-ca: an optional build secret with the CA bundle of a TLS-intercepting proxy between this
-# machine and the package index (`make image` passes the host's). It is mounted for this one
-# step only, and this stage is thrown away: it never reaches the image. /opt/tools holds pip
-# (pinned, like everything else, by constraints.txt); /opt/relmon gets only relmon and its
-# dependencies.
 RUN --mount=type=secret,id=pip-ca \
     set -eu; \
     if [ -s /run/secrets/pip-ca ]; then \
       export PIP_CERT=/run/secrets/pip-ca SSL_CERT_FILE=/run/secrets/pip-ca; \
     fi; \
-    if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi; \
-    if [ -n "$PIP_EXTRA_INDEX_URL" ]; then export PIP_EXTRA_INDEX_URL; else unset PIP_EXTRA_INDEX_URL; fi; \
     python3.11 -m venv /opt/tools; \
     /opt/tools/bin/pip install --quiet --upgrade pip; \
     python3.11 -m venv --without-pip /opt/relmon; \
-    /opt/tools/bin/pip --python /opt/relmon/bin/python install --quiet --no-warn-script-location .
+    grep -vE '^(pip|setuptools|wheel)==' constraints.txt > dependencies.txt; \
+    /opt/tools/bin/pip --python /opt/relmon/bin/python install --quiet -r dependencies.txt
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN --mount=type=secret,id=pip-ca \
+    set -eu; \
+    if [ -s /run/secrets/pip-ca ]; then \
+      export PIP_CERT=/run/secrets/pip-ca SSL_CERT_FILE=/run/secrets/pip-ca; \
+    fi; \
+    /opt/tools/bin/pip --python /opt/relmon/bin/python install --quiet --no-deps \
+      --no-warn-script-location . ; \
+    /opt/tools/bin/pip --python /opt/relmon/bin/python check
 
 # --- runtime: the venv, no pip, no sources, no compilers, user 10001 ------------------------
 FROM ${BASE}

@@ -76,8 +76,14 @@ else
 fi
 
 # --- 3. the image --------------------------------------------------------------------------
-epoch=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+# The image's date: the last commit that changed what goes into it (not merely the last
+# commit), so an unchanged tree rebuilds from podman's layer cache and the same inputs give
+# the same image, layer for layer.
+inputs=(Dockerfile .dockerignore pyproject.toml README.md src deploy/image/constraints.txt)
+epoch=$(git log -1 --format=%ct -- "${inputs[@]}" 2>/dev/null || true)
+epoch=${epoch:-0}
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- "${inputs[@]}" 2>/dev/null || revision="$revision-dirty"
 args=(
   --file Dockerfile
   --tag "$image"
