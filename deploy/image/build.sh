@@ -109,6 +109,10 @@ say "building $image on $base (SOURCE_DATE_EPOCH=$epoch)"
 started=$(date +%s)
 # shellcheck disable=SC2086 # IMAGE_BUILD_FLAGS is a list of flags
 podman build "${args[@]}" ${IMAGE_BUILD_FLAGS:-} . >&2
+# Earlier builds of the image, now untagged, would pile up (60 MB each): drop them. The build
+# stage's layers stay, they are the cache that makes the next build fast.
+podman image prune --force --filter dangling=true \
+  --filter label=org.opencontainers.image.title=relmon >/dev/null || true
 size=$(podman image inspect --format '{{.Size}}' "$image")
 say "built $image in $(( $(date +%s) - started ))s, $(( size / 1000000 )) MB"
 echo "$image"
