@@ -11,14 +11,9 @@ ARG BASE=python:3.11-slim
 
 # --- build: relmon and its pinned dependencies installed into a venv at /opt/relmon ---------
 FROM ${BASE} AS build
-# SOURCE_DATE_EPOCH: the time of the last commit that changed the image's inputs (build.sh
-# passes it; BuildKit users pass it too). With it, .pyc files are hash-checked instead of
-# stamped with the build time, and relmon's wheel carries that date.
-ARG SOURCE_DATE_EPOCH=0
 ARG PIP_INDEX_URL=https://pypi.org/simple
 ARG PIP_EXTRA_INDEX_URL=
-ENV SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH} \
-    PIP_NO_CACHE_DIR=1 \
+ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_CONSTRAINT=/src/constraints.txt
 WORKDIR /src
@@ -27,10 +22,14 @@ WORKDIR /src
 # steps that run pip, and this stage is thrown away: it never reaches the image.
 # /opt/tools holds pip; /opt/relmon gets only relmon and its dependencies. The dependencies
 # (every version pinned in constraints.txt) come first, in their own step, so that a change
-# to src/ rebuilds only relmon's own wheel.
+# to src/ rebuilds only relmon's own wheel. With SOURCE_DATE_EPOCH set (any value will do;
+# 1980-01-01 is the earliest date a wheel, a zip file, can hold) .pyc files are hash-checked
+# instead of stamped with the build time; the dates of the files in the layers are set by
+# `podman build --timestamp` (BuildKit: rewrite-timestamp).
 COPY deploy/image/constraints.txt ./
 RUN --mount=type=secret,id=pip-ca \
     set -eu; \
+    export SOURCE_DATE_EPOCH=315532800; \
     if [ -s /run/secrets/pip-ca ]; then \
       export PIP_CERT=/run/secrets/pip-ca SSL_CERT_FILE=/run/secrets/pip-ca; \
     fi; \
@@ -39,6 +38,11 @@ RUN --mount=type=secret,id=pip-ca \
     python3.11 -m venv --without-pip /opt/relmon; \
     grep -vE '^(pip|setuptools|wheel)==' constraints.txt > dependencies.txt; \
     /opt/tools/bin/pip --python /opt/relmon/bin/python install --quiet -r dependencies.txt
+# The time of the last commit that changed the image's inputs (build.sh passes it; Docker Buildx
+# passes $SOURCE_DATE_EPOCH; the default is 1980-01-01): relmon's wheel carries that date.
+# Declared here, not above, so that a new commit does not reinstall the dependencies.
+ARG SOURCE_DATE_EPOCH=315532800
+ENV SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH}
 COPY pyproject.toml README.md ./
 COPY src ./src
 RUN --mount=type=secret,id=pip-ca \
@@ -52,7 +56,7 @@ RUN --mount=type=secret,id=pip-ca \
 
 # --- runtime: the venv, no pip, no sources, no compilers, user 10001 ------------------------
 FROM ${BASE}
-ARG SOURCE_DATE_EPOCH=0
+ARG SOURCE_DATE_EPOCH=315532800
 ARG BASE
 LABEL org.opencontainers.image.title="relmon" \
       org.opencontainers.image.description="relmon worker: contact fatigue, irritation risk and call suppression on Kafka" \
