@@ -11,7 +11,7 @@ KAFKA_STAMP := $(KAFKA_LIB)/.fetched-$(shell sha1sum kafka/pom.xml | cut -c1-12)
 BROKER_HOME ?= .broker
 BROKER_PORT ?= 9092
 
-.PHONY: help venv jars broker broker-stop run test test-unit test-integration test-deploy lint fmt schemas bench clean dashboards k8s rules debs chaos
+.PHONY: help venv jars broker broker-stop run test test-unit test-integration test-deploy lint fmt schemas bench clean dashboards k8s rules debs chaos image
 
 help: ## show this help
 	@echo "relmon — make targets (each installs what it needs on first use):"
@@ -77,10 +77,11 @@ test-integration: $(STAMP) $(KAFKA_STAMP) ## integration tests against a real br
 	$(BIN)/pytest tests/integration
 
 # command:Debian package, for what the tests run: kcat (the fault suite's independent client),
-# promtool and prometheus (the alert rule tests and the live alerting test)
-DEBS := kcat:kcat promtool:prometheus prometheus:prometheus
+# promtool and prometheus (the alert rule tests and the live alerting test), podman, mmdebstrap
+# and runc (the image test builds and runs the worker image)
+DEBS := kcat:kcat promtool:prometheus prometheus:prometheus podman:podman mmdebstrap:mmdebstrap runc:runc
 
-debs: ## apt-install the Debian packages the tests need when missing (kcat, prometheus)
+debs: ## apt-install the Debian packages the tests need when missing (kcat, prometheus, podman, mmdebstrap)
 	@missing=""; for cp in $(DEBS); do command -v $${cp%%:*} >/dev/null 2>&1 || case " $$missing " in *" $${cp#*:} "*) ;; *) missing="$$missing $${cp#*:}";; esac; done; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
@@ -91,6 +92,11 @@ test: lint $(KAFKA_STAMP) debs ## lint plus every test tier (the session starts 
 
 chaos: $(STAMP) $(KAFKA_STAMP) debs ## the fault suite at full size (kill -9, poison, outages; ~11 min); figures in build/chaos-results.jsonl, see RELIABILITY.md
 	RELMON_CHAOS=full RELMON_CHAOS_RESULTS=build/chaos-results.jsonl $(BIN)/pytest tests/chaos
+
+IMAGE ?=
+
+image: ## build the worker image with podman on a Debian base made here, no registry needed (IMAGE=name:tag)
+	deploy/image/build.sh $(IMAGE)
 
 BENCH_SIM := build/bench-simulated-1m.jsonl
 
