@@ -21,10 +21,16 @@ def register(sub: Any) -> None:
             "Settings come from RELMON_* variables (see README)."
         ),
         epilog=(
-            "Example: RELMON_KAFKA_BOOTSTRAP=127.0.0.1:9092 relmon worker\n"
+            "Example: relmon worker --bootstrap 127.0.0.1:9092   (or RELMON_KAFKA_BOOTSTRAP)\n"
             "         curl localhost:6066/suppressions/S-1"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--bootstrap",
+        default=None,
+        metavar="HOST:PORT",
+        help="Kafka bootstrap servers (overrides RELMON_KAFKA_BOOTSTRAP)",
     )
     parser.add_argument("--web-port", type=int, default=None, help="overrides RELMON_WEB_PORT")
     parser.add_argument("--policy", default=None, help="policy TOML (overrides RELMON_POLICY_FILE)")
@@ -41,6 +47,8 @@ def _run(args: argparse.Namespace) -> int:
     from relmon.topics import TopicSpec
 
     overrides: dict[str, Any] = {}
+    if args.bootstrap is not None:
+        overrides["kafka_bootstrap"] = args.bootstrap
     if args.web_port is not None:
         overrides["web_port"] = args.web_port
     if args.policy is not None:
