@@ -70,7 +70,18 @@ def register(sub: Any) -> None:
         help="read the input topics for --since/--until (never touches the live worker's "
         "offsets: no consumer group, nothing committed)",
     )
-    parser.add_argument("--out", metavar="DIR", required=True, help="where to write the outputs")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        required=True,
+        help="the folder to write the outputs to (created with its parents); it must be empty "
+        "or new, unless --force",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a --out folder that already holds files (outputs there are replaced)",
+    )
     parser.add_argument(
         "--policy",
         metavar="FILE.toml",
@@ -114,6 +125,7 @@ def policy_choice(letter: str, path: str | None) -> PolicyChoice:
 def run(args: argparse.Namespace) -> int:
     primary = policy_choice("A", args.policy)
     compare = policy_choice("B", args.compare_policy) if args.compare_policy else None
+    check_out_dir(Path(args.out), force=args.force)
     progress = not args.no_progress and sys.stderr.isatty()
     outcomes: list[Any] = []
     if args.from_kafka:
@@ -133,6 +145,23 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(text_table(outcomes))
     return 0
+
+
+def check_out_dir(out: Path, *, force: bool) -> None:
+    """Refuse, before reading anything, a --out that is a file or a folder holding files
+    (a replay would silently replace its outputs there), unless ``force``."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a folder (new or empty)")
+    try:
+        held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot read it: {exc.strerror or exc}") from None
+    if held and not force:
+        shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        raise ConfigError(
+            f"--out {out} is not empty ({shown}); give a new folder, or add --force to "
+            "replace the outputs there"
+        )
 
 
 def _from_kafka(

@@ -12,7 +12,8 @@ from relmon.errors import ConfigError, InputFileError
 
 EPILOG = """\
 examples:
-  relmon timeline S0001147 --input events.jsonl --out S0001147.html
+  relmon timeline S0001147 --input events.jsonl     # writes timeline-S0001147.html
+  relmon timeline S0001147 --input events.jsonl --out pages/   # pages/timeline-S0001147.html
   relmon timeline S0001147 --from-kafka --since 2026-01-01 --until 2026-04-01 \\
       --bootstrap kafka:9092"""
 
@@ -40,9 +41,10 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--out",
-        metavar="FILE.html",
-        default="timeline.html",
-        help="the HTML page to write (default timeline.html)",
+        metavar="FILE.html|DIR",
+        default=None,
+        help="the HTML page to write, or a folder to write timeline-SUPPORTER_ID.html into "
+        "(default: timeline-SUPPORTER_ID.html here); missing parent folders are created",
     )
     parser.add_argument("--policy", metavar="FILE.toml", default=None, help="the policy")
     kafka = parser.add_argument_group("with --from-kafka")
@@ -69,14 +71,37 @@ def run(args: argparse.Namespace) -> int:
         source = args.input
         events, end = timeline.events_from_file(Path(args.input), sid)
     tl = timeline.build(events, sid, policy, end, source)
+    out = out_path(args.out, sid)
+    write_page(out, timeline.html(tl))  # first: nothing is printed if the page cannot be written
     print(timeline.text_table(tl))
-    out = Path(args.out)
-    try:
-        out.write_text(timeline.html(tl), encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     print(f"relmon timeline: written to {out}", file=sys.stderr)
     return 0
+
+
+def out_path(given: str | None, supporter_id: str) -> Path:
+    """Where the page goes: ``timeline-<id>.html`` in the current folder, in a given folder
+    (one that exists, or a path ending in ``/``), or the file given."""
+    name = f"timeline-{_safe(supporter_id)}.html"
+    if given is None:
+        return Path(name)
+    path = Path(given)
+    if path.is_dir() or given.endswith(("/", "\\")):
+        return path / name
+    return path
+
+
+def _safe(supporter_id: str) -> str:
+    """The supporter id as a file name part (ids are opaque: keep letters, digits, -_.)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in supporter_id)
+
+
+def write_page(out: Path, text: str) -> None:
+    """Write the page, creating missing parent folders; a precise error otherwise."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write --out {out}: {exc.strerror or exc}") from None
 
 
 def _from_kafka(args: argparse.Namespace, sid: str) -> tuple[list[Any], int, str]:
