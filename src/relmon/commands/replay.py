@@ -25,8 +25,20 @@ examples:
   relmon replay --input calls.jsonl --input consents.jsonl --input emails.jsonl \\
       --input donations.jsonl --out out/     # per-topic exports, merged in event time
   relmon replay --input events.jsonl --out out/ --policy A.toml --compare-policy B.toml
-  relmon replay --from-kafka --since 2026-03-01 --until 2026-04-01 --out march/ \\
-      --bootstrap kafka:9092 --prefix prod."""
+  relmon replay --from-kafka --since "$(date -u +%F)" --out today/
+      # every event produced to the input topics since midnight UTC today
+  relmon replay --from-kafka --since 2026-03-01T08:00:00Z --until 2026-03-01T09:00:00Z \\
+      --out morning/ --bootstrap kafka:9092 --prefix prod.
+
+--since/--until select messages by their Kafka timestamp: the time each message was
+produced (relmon simulate --to-kafka and relmon backfill stamp the send time), not the
+event's occurred_at. A simulated year streamed this morning is found with --since today,
+not with --since a year ago; its events are then applied in occurred_at order."""
+
+KAFKA_RANGE_NOTE = (
+    "messages are selected by their Kafka timestamp, i.e. when they were produced, not by "
+    "occurred_at"
+)
 
 
 def register(sub: Any) -> None:
@@ -99,7 +111,7 @@ def register(sub: Any) -> None:
     kafka.add_argument(
         "--since",
         metavar="T",
-        help=f"first message time, inclusive: {TIME_HELP}; Kafka timestamps select the range",
+        help=f"first message time, inclusive: {TIME_HELP}; {KAFKA_RANGE_NOTE}",
     )
     kafka.add_argument(
         "--until", metavar="T", help="end of the range, exclusive (default: now); same forms"

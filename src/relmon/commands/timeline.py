@@ -14,8 +14,11 @@ EPILOG = """\
 examples:
   relmon timeline S0001147 --input events.jsonl     # writes timeline-S0001147.html
   relmon timeline S0001147 --input events.jsonl --out pages/   # pages/timeline-S0001147.html
-  relmon timeline S0001147 --from-kafka --since 2026-01-01 --until 2026-04-01 \\
-      --bootstrap kafka:9092"""
+  relmon timeline S0001147 --from-kafka --since "$(date -u +%F)" --bootstrap kafka:9092
+      # the supporter's events produced since midnight UTC today
+
+--since/--until select messages by their Kafka timestamp: the time each message was
+produced, not the event's occurred_at (see relmon replay --help)."""
 
 
 def register(sub: Any) -> None:
@@ -48,8 +51,13 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--policy", metavar="FILE.toml", default=None, help="the policy")
     kafka = parser.add_argument_group("with --from-kafka")
-    kafka.add_argument("--since", metavar="T", help="RFC 3339 or a date (midnight UTC)")
-    kafka.add_argument("--until", metavar="T", help="exclusive (default: now)")
+    kafka.add_argument(
+        "--since",
+        metavar="T",
+        help="first message time, inclusive: RFC 3339 or a date (midnight UTC); messages are "
+        "selected by when they were produced, not by occurred_at",
+    )
+    kafka.add_argument("--until", metavar="T", help="exclusive (default: now); same forms")
     kafka.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka brokers")
     kafka.add_argument("--prefix", help="topic name prefix (default: RELMON_TOPIC_PREFIX)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
