@@ -152,10 +152,12 @@ def run(args: argparse.Namespace) -> int:
         )
     print(summary(stats, args.out))
     if outcomes:
-        from relmon.replay.whatif import text_table
+        from relmon.replay.whatif import sentence, text_table
 
         print()
         print(text_table(outcomes))
+        for o in outcomes:
+            print(sentence(o))
     return 0
 
 
