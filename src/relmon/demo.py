@@ -581,8 +581,9 @@ def clean_state(state_dir: Path, keep: str) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-async def prepare(settings: Settings, keep: str) -> None:
-    """Delete the topics of earlier demo runs; create this run's topics."""
+async def prepare(settings: Settings, keep: str, *, clean: bool) -> None:
+    """Create this run's topics; with ``clean`` (the demo started the broker, so no other
+    demo uses it) first delete the topics of earlier demo runs."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
@@ -593,7 +594,7 @@ async def prepare(settings: Settings, keep: str) -> None:
             for t in await admin.list_topics()
             if t.startswith(DEMO_PREFIX) and not t.startswith(keep)
         ]
-        if old:
+        if old and clean:
             await admin.delete_topics(old)
             say(f"deleted the {len(old)} topics of earlier demo runs")
     finally:
@@ -657,8 +658,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         devbroker.start(home)
         say(f"Kafka broker {'already running' if was_running else 'started'} on {home.bootstrap}")
-        clean_state(state_dir, prefix)
-        asyncio.run(prepare(settings, prefix))
+        if not was_running:
+            clean_state(state_dir, prefix)
+        asyncio.run(prepare(settings, prefix, clean=not was_running))
         (state_dir / prefix.rstrip(".")).mkdir(parents=True, exist_ok=True)
         worker = start_worker(env, log)
 

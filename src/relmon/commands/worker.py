@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from relmon.settings import Settings
@@ -37,6 +40,40 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=_run)
 
 
+class StartupCoordinatorFilter(logging.Filter):
+    """Lowers aiokafka's "Group Coordinator Request failed: GroupCoordinatorNotAvailableError"
+    (or CoordinatorLoadInProgressError) from error to info during the first ``window_s``
+    seconds of the worker.
+
+    Every healthy start logs it once or twice at error level: the broker elects the consumer
+    group's coordinator (a new group, or a broker just started) while the worker first asks,
+    and aiokafka retries. After the window the same record stays an error: the coordinator
+    going away while the worker runs is worth a look.
+    """
+
+    def __init__(self, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self._clock = clock
+        self._until = clock() + window_s
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiokafka.errors import (
+            CoordinatorLoadInProgressError,
+            GroupCoordinatorNotAvailableError,
+        )
+
+        expected = (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError)
+        args = record.args if isinstance(record.args, tuple) else ()
+        if (
+            record.levelno == logging.ERROR
+            and self._clock() < self._until
+            and any(isinstance(a, expected) for a in args)
+        ):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = f"{record.msg} (expected while the worker starts: aiokafka retries)"
+        return True
+
+
 def _run(args: argparse.Namespace) -> int:
     import faust
 
@@ -55,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         overrides["policy_file"] = args.policy
     settings = Settings(**overrides)
     configure(settings.log_format, settings.log_level)
+    logging.getLogger("aiokafka.consumer.group_coordinator").addFilter(StartupCoordinatorFilter())
     log = get_logger("relmon.worker")
     policy = load_policy(settings.policy_file)
     log.info("starting worker", policy_version=policy.version, **settings.safe_dict())
