@@ -334,6 +334,14 @@ class Run:
     seed: int
     every: float
     state_dir: Path
+    worker: subprocess.Popen[bytes] | None = None
+    log: Path = Path("relmon-worker.log")
+
+    def _check_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is not None:
+            raise SystemExit(
+                f"the worker exited ({self.worker.returncode}); its log:\n{_tail(self.log)}"
+            )
 
     async def main(self) -> None:
         loop = asyncio.get_running_loop()
@@ -395,7 +403,9 @@ class Run:
         """Wait until the worker has lifted every suppression whose ``until`` passed during
         the year: it holds its expiry timer while it applies history, then lifts them all."""
         deadline = time.monotonic() + limit_s
+        await asyncio.sleep(1)  # the follower reads what the last events made
         while time.monotonic() < deadline:
+            self._check_worker()
             now = time.time()
             overdue = sum(
                 1
@@ -429,6 +439,7 @@ class Run:
         began, last_line, done = time.monotonic(), time.monotonic(), 0
         try:
             while done < total:
+                self._check_worker()
                 if loader.done() and loader.exception() is not None:
                     raise loader.exception()  # type: ignore[misc]
                 await asyncio.sleep(0.5)
@@ -515,6 +526,7 @@ class Run:
         last_sent, last_hint = 0, time.monotonic()
         while True:
             await asyncio.sleep(self.every)
+            self._check_worker()
             if producer.done() and producer.exception() is not None:
                 raise producer.exception()  # type: ignore[misc]
             now = time.time()
@@ -670,7 +682,9 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(ready())
         say(f"worker ready on {url} (log: {log})")
-        run = Run(settings, url, args.supporters, args.speed, seed, args.every, state_dir)
+        run = Run(
+            settings, url, args.supporters, args.speed, seed, args.every, state_dir, worker, log
+        )
         asyncio.run(run.main())
     except (KeyboardInterrupt, asyncio.CancelledError):
         code = 0  # stopping the demo is how it ends, not a failure
