@@ -37,7 +37,7 @@ $(KAFKA_STAMP): kafka/pom.xml | $(STAMP)
 
 jars: $(KAFKA_STAMP) ## fetch Apache Kafka's jars from Maven Central into kafka/lib
 
-broker: $(KAFKA_STAMP) ## start a local single-node Kafka broker on 127.0.0.1:$(BROKER_PORT) (idempotent)
+broker: $(KAFKA_STAMP) ## start a local single-node Kafka broker on 127.0.0.1:9092 (BROKER_PORT=..., idempotent)
 	@$(BIN)/python -m relmon.devbroker start --home $(BROKER_HOME) --port $(BROKER_PORT)
 
 broker-stop: ## stop the broker `make broker` started (idempotent)
