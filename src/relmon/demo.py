@@ -463,6 +463,7 @@ class Run:
             + ", ".join(f"{c} {n:,}" for c, n in by_reason.most_common())
             + ")"
         )
+        out(f"  lifted during the year, each at its due time: {len(board.lifted):,} suppressions")
         out(
             "  alerts so far: "
             + (", ".join(f"{k} {n:,}" for k, n in sorted(board.alerts.items())) or "none")

@@ -41,13 +41,16 @@ def test_the_worker_accepts_the_bootstrap_flag_its_kafka_error_names() -> None:
     assert result.returncode == 1
     assert "relmon worker: error: cannot reach Kafka at 127.0.0.1:1" in result.stderr
     assert "pass --bootstrap / set RELMON_KAFKA_BOOTSTRAP" in result.stderr
-    assert "--bootstrap HOST:PORT" in subprocess.run(
-        [sys.executable, "-m", "relmon.cli", "worker", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    assert (
+        "--bootstrap HOST:PORT"
+        in subprocess.run(
+            [sys.executable, "-m", "relmon.cli", "worker", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
 
 
 def _record(err: Exception, level: int = logging.ERROR) -> logging.LogRecord:
