@@ -8,8 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 KAFKA_LIB := kafka/lib
 KAFKA_STAMP := $(KAFKA_LIB)/.fetched-$(shell sha1sum kafka/pom.xml | cut -c1-12)
+# Settable on the command line, e.g. `make run BROKER_PORT=19092 WEB_PORT=16066`:
 BROKER_HOME ?= .broker
 BROKER_PORT ?= 9092
+WEB_PORT ?= 6066
+STATE_DIR ?= .relmon-state
+SUPPORTERS ?= 1000
+SPEED ?= 3600
 
 .PHONY: help venv jars broker broker-stop run test test-unit test-integration test-deploy lint fmt schemas bench clean dashboards k8s rules debs chaos image
 
@@ -32,15 +37,16 @@ $(KAFKA_STAMP): kafka/pom.xml | $(STAMP)
 
 jars: $(KAFKA_STAMP) ## fetch Apache Kafka's jars from Maven Central into kafka/lib
 
-broker: $(KAFKA_STAMP) ## start a local single-node Kafka broker on 127.0.0.1:9092 (idempotent)
+broker: $(KAFKA_STAMP) ## start a local single-node Kafka broker on 127.0.0.1:9092 (BROKER_PORT=..., idempotent)
 	@$(BIN)/python -m relmon.devbroker start --home $(BROKER_HOME) --port $(BROKER_PORT)
 
 broker-stop: ## stop the broker `make broker` started (idempotent)
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m relmon.devbroker stop --home $(BROKER_HOME); \
 	 else echo "no Kafka broker was running here"; fi
 
-run: $(KAFKA_STAMP) ## the main job: broker, topics, worker and a simulated stream (Ctrl-C stops all)
-	$(BIN)/python -m relmon.demo --broker-home $(BROKER_HOME)
+run: $(KAFKA_STAMP) ## the main job: broker, worker, a simulated year caught up, then live events (Ctrl-C stops all)
+	@$(BIN)/python -m relmon.demo --broker-home $(BROKER_HOME) --broker-port $(BROKER_PORT) \
+	  --web-port $(WEB_PORT) --state-dir $(STATE_DIR) --supporters $(SUPPORTERS) --speed $(SPEED)
 
 DEPLOY_PY := deploy/k8s/build.py deploy/monitoring/dashboards/generate.py
 
@@ -113,4 +119,4 @@ bench: $(STAMP) $(KAFKA_STAMP) $(BENCH_SIM) ## benchmarks (replay vs json.loads;
 	$(BIN)/python benchmarks/bench_restart.py --supporters 1000000
 
 clean: broker-stop ## remove the venv, broker data, jars and caches
-	rm -rf $(VENV) $(BROKER_HOME) $(KAFKA_LIB) .pytest_cache .mypy_cache .ruff_cache .relmon-state
+	rm -rf $(VENV) $(BROKER_HOME) $(KAFKA_LIB) .pytest_cache .mypy_cache .ruff_cache $(STATE_DIR)

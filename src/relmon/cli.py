@@ -32,6 +32,15 @@ EXIT_USAGE = 2
 EXIT_ERROR = 1
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("relmon")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relmon",
@@ -41,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Run `relmon VERB --help` for the options of one verb.",
     )
+    parser.add_argument("--version", action="version", version=f"relmon {_version()}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for name in _COMMAND_MODULES:
         try:

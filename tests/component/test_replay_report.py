@@ -48,7 +48,8 @@ def test_every_replay_writes_the_same_report(tmp_path: Path) -> None:
 def test_compare_policy_prints_and_reports_the_what_if(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--compare-policy prints one row per policy and adds the what-if section."""
+    """--compare-policy prints one row per policy, then one plain sentence per policy with
+    its net figure, and adds the what-if section."""
     text = resources.files("relmon.domain").joinpath("default_policy.toml").read_text("utf-8")
     strict = tmp_path / "strict.toml"
     strict.write_text(text.replace("calls = 3", "calls = 1").replace("2026.05.1", "strict-1"))
@@ -58,9 +59,12 @@ def test_compare_policy_prints_and_reports_the_what_if(
     )
     assert code == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[-2].startswith("A (default)")
-    assert printed[-1].startswith("B (strict.toml)")
-    assert "strict-1" in printed[-1]
+    assert printed[-4].startswith("A (default)")
+    assert printed[-3].startswith("B (strict.toml)")
+    assert "strict-1" in printed[-3]
+    assert printed[-2].startswith("Policy A (default) would not have made")
+    assert printed[-1].startswith("Policy B (strict.toml) would not have made")
+    assert "a month: net EUR" in printed[-1]
     assert "What-if: the policies compared" in (out / "report.html").read_text()
 
 

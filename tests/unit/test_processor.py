@@ -307,3 +307,29 @@ async def test_the_expiry_index_is_rebuilt_in_slices_to_the_same_result() -> Non
     expected[HOME]["S-1"] = sliced.dirty["S-1"].wake  # type: ignore[assignment]
     assert sliced.expiry.due == expected
     assert one_go.suppressions.snapshot() == sliced.suppressions.snapshot()
+
+
+def test_a_dead_letter_is_counted_under_its_type_when_the_type_was_readable(
+    processor: Processor,
+) -> None:
+    """A future-dated call and a call with a bad field are counted as call_outcome dead
+    letters in relmon_events_consumed_total; only a message whose type cannot be read is
+    counted as unknown."""
+    from prometheus_client import CollectorRegistry
+
+    from relmon.observability.metrics import RelmonMetrics
+    from relmon.streaming.pipeline import record_metrics
+
+    registry = CollectorRegistry()
+    metrics = RelmonMetrics(registry)
+    future = json.dumps(call("e-f", T0 + timedelta(days=30))).encode()
+    bad_field = json.dumps({**call("e-b", T0), "duration_s": -5}).encode()
+    for n, body in enumerate((future, bad_field, b"not json", b'{"type": 5}')):
+        record_metrics(metrics, processor.handle("relmon.calls", HOME, n, b"S-1", body, now=T0))
+
+    def consumed(event_type: str) -> float | None:
+        labels = {"type": event_type, "result": "dead_letter"}
+        return registry.get_sample_value("relmon_events_consumed_total", labels)
+
+    assert consumed("call_outcome") == 2
+    assert consumed("unknown") == 2

@@ -425,3 +425,34 @@ def test_limit_stops_after_that_many_events(tmp_path: Path) -> None:
     """--limit N writes exactly N events."""
     data = _cli(tmp_path, "e.jsonl", "--limit", "123")
     assert data.count(b"\n") == 123
+
+
+def test_the_default_period_ends_today() -> None:
+    """Without --start the period is the --days before today (Europe/Amsterdam), so it ends
+    at today's local midnight and no event is dated in the future."""
+    from datetime import UTC
+
+    from relmon.commands.simulate import check_not_future, default_start
+
+    late_evening = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)  # 1 December in Amsterdam
+    assert default_start(365, late_evening) == date(2025, 12, 1)
+    check_not_future(default_start(365, late_evening), 365, late_evening)  # no error
+
+
+def test_streaming_a_period_that_runs_into_the_future_is_refused(
+    capsys: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """--to-kafka with a period ending after now exits 1 before connecting, naming the end,
+    the worker's refusal and what to do instead; the same period into a file is fine."""
+    from datetime import UTC, timedelta
+
+    monkeypatch.chdir(tmp_path)
+    start = (datetime.now(UTC) - timedelta(days=10)).date().isoformat()
+    argv = ["simulate", "--supporters", "5", "--days", "30", "--start", start]
+    assert main([*argv, "--to-kafka", "--bootstrap", "127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err
+    assert "after now" in err
+    assert "more than a day ahead of its clock" in err
+    assert "Leave out --start" in err
+    assert "cannot reach Kafka" not in err
+    assert main([*argv, "--out", "e.jsonl"]) == 0

@@ -67,3 +67,30 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     """A missing input file is named in the error."""
     with pytest.raises(InputFileError, match=r"nope\.jsonl: no such file"):
         events_from_file(tmp_path / "nope.jsonl", "s-0001")
+
+
+def test_the_loyal_threshold_is_drawn_only_while_the_donor_is_loyal(tmp_path: Path) -> None:
+    """A donor who cancels on day 5 gets the loyal irritation threshold up to the
+    cancellation only; a supporter never loyal gets none; the axes are named."""
+    from relmon.replay.timeline import chart, loyal_spans
+
+    assert loyal_spans([(0, False), (10, True), (20, True), (30, False), (40, True)], 50) == [
+        (10, 30),
+        (40, 50),
+    ]
+    events, end = events_from_file(_file(tmp_path), "s-0001")
+    tl = build(events, "s-0001", default_policy(), end, "events.jsonl")
+    svg = chart(tl)
+    spans = re.findall(r'<line class="span" x1="([\d.]+)" y1="[\d.]+" x2="([\d.]+)"', svg)
+    assert len(spans) == 1
+    cancelled_x = float(spans[0][1])
+    right_edge = max(
+        float(x) for x in re.findall(r'<line x1="[\d.]+" y1="[\d.]+" x2="([\d.]+)"', svg)
+    )
+    assert cancelled_x < right_edge - 100  # day 5 of a 60-day plot, far left of the end
+    assert 'class="axis-label"' in svg
+    assert "score (0 to 1)" in svg
+    never = build(
+        [call(at=at(0), outcome="declined", supporter_id="s-9")], "s-9", default_policy(), end, "x"
+    )
+    assert "loyal 0.5" not in chart(never)

@@ -76,3 +76,21 @@ def test_a_churn_with_no_blocked_call_before_it_is_not_prevented() -> None:
         0,
         0,
     )
+
+
+def test_each_policy_gets_a_net_figure_and_a_plain_sentence() -> None:
+    """Net is the monthly amount kept minus the conversions' monthly amount forgone, in the
+    table and in a sentence that says whether the policy keeps or loses money."""
+    from relmon.replay.whatif import Outcome, rows, sentence
+
+    keeps = Outcome("B (strict.toml)", "s", 120, 70, 50, 3, 1500, 40, 6, 4200)
+    loses = Outcome("C (harsh.toml)", "h", 900, 300, 600, 30, 9000, 40, 7, 4900)
+    assert keeps.net_monthly_cents == 2700
+    assert loses.net_monthly_cents == -4100
+    assert rows([keeps])[0][-1] == "+27.00"
+    assert rows([loses])[0][-1] == "-41.00"
+    text = sentence(keeps)
+    assert text.startswith("Policy B (strict.toml) would not have made 120 of the marketing")
+    assert "prevented 6 of its 40 churns after contact, keeping EUR 42.00 a month" in text
+    assert text.endswith("net EUR 27.00 a month kept.")
+    assert sentence(loses).endswith("net EUR 41.00 a month lost.")

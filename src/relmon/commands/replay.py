@@ -25,8 +25,20 @@ examples:
   relmon replay --input calls.jsonl --input consents.jsonl --input emails.jsonl \\
       --input donations.jsonl --out out/     # per-topic exports, merged in event time
   relmon replay --input events.jsonl --out out/ --policy A.toml --compare-policy B.toml
-  relmon replay --from-kafka --since 2026-03-01 --until 2026-04-01 --out march/ \\
-      --bootstrap kafka:9092 --prefix prod."""
+  relmon replay --from-kafka --since "$(date -u +%F)" --out today/
+      # every event produced to the input topics since midnight UTC today
+  relmon replay --from-kafka --since 2026-03-01T08:00:00Z --until 2026-03-01T09:00:00Z \\
+      --out morning/ --bootstrap kafka:9092 --prefix prod.
+
+--since/--until select messages by their Kafka timestamp: the time each message was
+produced (relmon simulate --to-kafka and relmon backfill stamp the send time), not the
+event's occurred_at. A simulated year streamed this morning is found with --since today,
+not with --since a year ago; its events are then applied in occurred_at order."""
+
+KAFKA_RANGE_NOTE = (
+    "messages are selected by their Kafka timestamp, i.e. when they were produced, not by "
+    "occurred_at"
+)
 
 
 def register(sub: Any) -> None:
@@ -70,7 +82,18 @@ def register(sub: Any) -> None:
         help="read the input topics for --since/--until (never touches the live worker's "
         "offsets: no consumer group, nothing committed)",
     )
-    parser.add_argument("--out", metavar="DIR", required=True, help="where to write the outputs")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        required=True,
+        help="the folder to write the outputs to (created with its parents); it must be empty "
+        "or new, unless --force",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a --out folder that already holds files (outputs there are replaced)",
+    )
     parser.add_argument(
         "--policy",
         metavar="FILE.toml",
@@ -88,7 +111,7 @@ def register(sub: Any) -> None:
     kafka.add_argument(
         "--since",
         metavar="T",
-        help=f"first message time, inclusive: {TIME_HELP}; Kafka timestamps select the range",
+        help=f"first message time, inclusive: {TIME_HELP}; {KAFKA_RANGE_NOTE}",
     )
     kafka.add_argument(
         "--until", metavar="T", help="end of the range, exclusive (default: now); same forms"
@@ -114,6 +137,7 @@ def policy_choice(letter: str, path: str | None) -> PolicyChoice:
 def run(args: argparse.Namespace) -> int:
     primary = policy_choice("A", args.policy)
     compare = policy_choice("B", args.compare_policy) if args.compare_policy else None
+    check_out_dir(Path(args.out), force=args.force)
     progress = not args.no_progress and sys.stderr.isatty()
     outcomes: list[Any] = []
     if args.from_kafka:
@@ -128,11 +152,30 @@ def run(args: argparse.Namespace) -> int:
         )
     print(summary(stats, args.out))
     if outcomes:
-        from relmon.replay.whatif import text_table
+        from relmon.replay.whatif import sentence, text_table
 
         print()
         print(text_table(outcomes))
+        for o in outcomes:
+            print(sentence(o))
     return 0
+
+
+def check_out_dir(out: Path, *, force: bool) -> None:
+    """Refuse, before reading anything, a --out that is a file or a folder holding files
+    (a replay would silently replace its outputs there), unless ``force``."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a folder (new or empty)")
+    try:
+        held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot read it: {exc.strerror or exc}") from None
+    if held and not force:
+        shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        raise ConfigError(
+            f"--out {out} is not empty ({shown}); give a new folder, or add --force to "
+            "replace the outputs there"
+        )
 
 
 def _from_kafka(

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, nullcontext
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,7 +34,8 @@ emitted before --start (backfill_history), so a replay knows the donor file."""
 
 EPILOG = """\
 examples:
-  relmon simulate --supporters 10000 --days 365 --seed 7 --out events.jsonl --truth truth.jsonl
+  relmon simulate --supporters 10000 --seed 7 --out events.jsonl --truth truth.jsonl
+      # a year ending today; --start 2026-01-01 --days 365 for a fixed calendar year
   relmon replay --input events.jsonl --out report/
   relmon simulate --supporters 2000 --days 30 --to-kafka --rate 500 --bootstrap kafka:9092
   relmon simulate --show-params > sim.toml   # edit, then: relmon simulate --params sim.toml ..."""
@@ -73,9 +74,10 @@ def register(sub: Any) -> None:
     what.add_argument(
         "--start",
         type=_date,
-        default=date(2026, 1, 1),
+        default=None,
         metavar="YYYY-MM-DD",
-        help="first simulated day, Europe/Amsterdam (default 2026-01-01)",
+        help="first simulated day, Europe/Amsterdam (default: D days before today, so the "
+        "simulated period ends today at midnight and nothing is dated in the future)",
     )
     what.add_argument(
         "--params",
@@ -148,6 +150,32 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
+def default_start(days: int, now: datetime | None = None) -> date:
+    """The first day of a period of ``days`` that ends today (local midnight)."""
+    from relmon.simulation.population import ZONE
+
+    today = (now or datetime.now(UTC)).astimezone(ZONE).date()
+    return today - timedelta(days=days)
+
+
+def check_not_future(start: date, days: int, now: datetime | None = None) -> None:
+    """Refuse to stream a period that ends after now: the worker dead-letters every event
+    dated more than a day ahead of its clock, and events from the future are not a history."""
+    from relmon.simulation.population import ZONE
+
+    end = start + timedelta(days=days)
+    end_at = datetime(end.year, end.month, end.day, tzinfo=ZONE)
+    now = now or datetime.now(UTC)
+    if end_at > now:
+        raise ConfigError(
+            f"--start {start} --days {days} runs until {end} (midnight, Europe/Amsterdam), "
+            f"after now ({now.astimezone(UTC):%Y-%m-%d %H:%M} UTC): the live worker refuses "
+            "events dated more than a day ahead of its clock (dead letters of kind "
+            '"future"). Leave out --start (the period then ends today), choose an earlier '
+            "--start, or write the events to a file with --out and replay them"
+        )
+
+
 def _open(path: Path, flag: str) -> AbstractContextManager[IO[bytes]]:
     if str(path) == "-":
         return nullcontext(sys.stdout.buffer)  # not closed: the interpreter still flushes it
@@ -171,6 +199,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("nowhere to write: give --out FILE.jsonl (or '-'), or --to-kafka")
     if args.rate is not None and not args.to_kafka:
         raise ConfigError("--rate paces the Kafka producer; it needs --to-kafka")
+    if args.start is None:
+        args.start = default_start(args.days)
+    if args.to_kafka:
+        check_not_future(args.start, args.days)
     sim = Simulation(params, args.seed, args.supporters, args.days, args.start)
     began = time.perf_counter()
     with ExitStack() as stack:

@@ -12,9 +12,13 @@ from relmon.errors import ConfigError, InputFileError
 
 EPILOG = """\
 examples:
-  relmon timeline S0001147 --input events.jsonl --out S0001147.html
-  relmon timeline S0001147 --from-kafka --since 2026-01-01 --until 2026-04-01 \\
-      --bootstrap kafka:9092"""
+  relmon timeline S0001147 --input events.jsonl     # writes timeline-S0001147.html
+  relmon timeline S0001147 --input events.jsonl --out pages/   # pages/timeline-S0001147.html
+  relmon timeline S0001147 --from-kafka --since "$(date -u +%F)" --bootstrap kafka:9092
+      # the supporter's events produced since midnight UTC today
+
+--since/--until select messages by their Kafka timestamp: the time each message was
+produced, not the event's occurred_at (see relmon replay --help)."""
 
 
 def register(sub: Any) -> None:
@@ -40,14 +44,20 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--out",
-        metavar="FILE.html",
-        default="timeline.html",
-        help="the HTML page to write (default timeline.html)",
+        metavar="FILE.html|DIR",
+        default=None,
+        help="the HTML page to write, or a folder to write timeline-SUPPORTER_ID.html into "
+        "(default: timeline-SUPPORTER_ID.html here); missing parent folders are created",
     )
     parser.add_argument("--policy", metavar="FILE.toml", default=None, help="the policy")
     kafka = parser.add_argument_group("with --from-kafka")
-    kafka.add_argument("--since", metavar="T", help="RFC 3339 or a date (midnight UTC)")
-    kafka.add_argument("--until", metavar="T", help="exclusive (default: now)")
+    kafka.add_argument(
+        "--since",
+        metavar="T",
+        help="first message time, inclusive: RFC 3339 or a date (midnight UTC); messages are "
+        "selected by when they were produced, not by occurred_at",
+    )
+    kafka.add_argument("--until", metavar="T", help="exclusive (default: now); same forms")
     kafka.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka brokers")
     kafka.add_argument("--prefix", help="topic name prefix (default: RELMON_TOPIC_PREFIX)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -69,14 +79,37 @@ def run(args: argparse.Namespace) -> int:
         source = args.input
         events, end = timeline.events_from_file(Path(args.input), sid)
     tl = timeline.build(events, sid, policy, end, source)
+    out = out_path(args.out, sid)
+    write_page(out, timeline.html(tl))  # first: nothing is printed if the page cannot be written
     print(timeline.text_table(tl))
-    out = Path(args.out)
-    try:
-        out.write_text(timeline.html(tl), encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     print(f"relmon timeline: written to {out}", file=sys.stderr)
     return 0
+
+
+def out_path(given: str | None, supporter_id: str) -> Path:
+    """Where the page goes: ``timeline-<id>.html`` in the current folder, in a given folder
+    (one that exists, or a path ending in ``/``), or the file given."""
+    name = f"timeline-{_safe(supporter_id)}.html"
+    if given is None:
+        return Path(name)
+    path = Path(given)
+    if path.is_dir() or given.endswith(("/", "\\")):
+        return path / name
+    return path
+
+
+def _safe(supporter_id: str) -> str:
+    """The supporter id as a file name part (ids are opaque: keep letters, digits, -_.)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in supporter_id)
+
+
+def write_page(out: Path, text: str) -> None:
+    """Write the page, creating missing parent folders; a precise error otherwise."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write --out {out}: {exc.strerror or exc}") from None
 
 
 def _from_kafka(args: argparse.Namespace, sid: str) -> tuple[list[Any], int, str]:

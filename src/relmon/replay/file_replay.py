@@ -703,6 +703,32 @@ def check_text(source: Path) -> None:
                 f"{source}: not UTF-8 text (invalid byte at offset {exc.start}); "
                 "expected JSON lines, one event a line"
             ) from None
+    table = _looks_like_a_table(head)
+    if table is not None:
+        raise InputFileError(
+            f"{source}: looks like {table} (first line: {_first_line(head)!r}), not JSON lines; "
+            "expected one JSON object a line, e.g. "
+            '{"type": "call_outcome", "event_id": ..., "supporter_id": ..., ...}: '
+            "convert the export first (see schemas/ for every event's fields)"
+        )
+
+
+def _first_line(head: bytes) -> str:
+    line = next((ln for ln in head.splitlines() if ln.strip()), b"")
+    text = line.decode("utf-8", "replace").strip()
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _looks_like_a_table(head: bytes) -> str | None:
+    """``"CSV"`` or ``"TSV"`` when the first two non-blank lines are not JSON objects but
+    rows split by the same separator (a spreadsheet export), else None."""
+    lines = [ln.strip() for ln in head.splitlines()[:50] if ln.strip()][:2]
+    if not lines or any(ln.startswith(b"{") for ln in lines):
+        return None
+    for sep, name in ((b",", "CSV"), (b";", "CSV"), (b"\t", "TSV")):
+        if all(ln.count(sep) >= 1 for ln in lines):
+            return name
+    return None
 
 
 def no_valid_events(stats: ReplayStats, replayer: Replayer, source: str, out: Path) -> str:

@@ -97,6 +97,18 @@ class Rate(NamedTuple):
 
 
 @dataclass
+class Money:
+    """A count of churns and the monthly amount they lost (cents)."""
+
+    count: int = 0
+    cents: int = 0
+
+    def add(self, cents: int) -> None:
+        self.count += 1
+        self.cents += cents
+
+
+@dataclass
 class ExcessChurn:
     """Churn-after-contact rates by group, and the baseline they are set against."""
 
@@ -127,6 +139,12 @@ class Analysis:
         self.alert_kinds: Counter[str] = Counter()
         self.cws: Counter[tuple[str, str]] = Counter()  # (partner, first reason)
         self.end: int | None = None
+        self.policy = policy
+        # churn_after_contact alerts, as the engine raised them: how many and the monthly
+        # amount lost (cents), by (dimension, group) of the last reached call before the churn
+        self.cac = Money()
+        self.cac_by: dict[tuple[str, str], Money] = defaultdict(Money)
+        self.currencies: Counter[str] = Counter()
 
     # -- observing ---------------------------------------------------------------------
 
@@ -199,6 +217,21 @@ class Analysis:
             if a.kind == "call_while_suppressed":
                 first = a.reasons[0].code if a.reasons else "?"
                 self.cws[(a.contact.partner_id, first)] += 1
+            elif a.kind == "churn_after_contact":
+                self._churn_alert(a)
+
+    def _churn_alert(self, a: Alert) -> None:
+        lost = a.donation.monthly_amount_lost_cents if a.donation else 0
+        if a.donation:
+            self.currencies[a.donation.currency] += 1
+        c = a.contact
+        self.cac.add(lost)
+        for key in (
+            ("partner", c.partner_id),
+            ("purpose", c.campaign_purpose),
+            ("agent", c.agent_id or "(no agent)"),
+        ):
+            self.cac_by[key].add(lost)
 
     def finish(self, end: int) -> None:
         """Close what is still open at ``end`` (the last event time)."""
@@ -356,7 +389,39 @@ th{background:#f3f3f3;font-weight:600}td.num,th.num{text-align:right;font-varian
 .facts td:first-child{color:#666}
 figure{margin:6px 0 14px}svg{max-width:100%;height:auto}
 .note{color:#777;font-size:12px}
+.headline{display:grid;grid-template-columns:repeat(auto-fit,minmax(165px,1fr));gap:10px;
+margin:14px 0 8px}
+.card{border:1px solid #e3e3e3;border-left:5px solid #e15759;padding:8px 12px;background:#fffafa}
+.card .big{font-size:26px;font-weight:700;line-height:1.2}.card .what{font-weight:600}
+.card .sub{color:#555;font-size:13px}
+p.answer{font-size:16px;max-width:900px;margin:6px 0 14px;padding:8px 12px;background:#f6f6f6}
+.sw{display:inline-block;width:12px;height:12px;margin-right:6px;vertical-align:-1px}
 """
+
+# What each reason code means, for the glossary ({...} filled from the policy).
+GLOSSARY: dict[str, str] = {
+    "OPTED_OUT": "The supporter opted out of phone calls (a consent opt_out on phone or all "
+    "channels). No end until an opt_in.",
+    "OBJECTION": "The supporter objected to marketing (a consent objection). No end until an "
+    "opt_in.",
+    "DO_NOT_CALL_REQUEST": "The supporter asked on a call not to be called again (outcome "
+    "do_not_call). No end until an opt_in.",
+    "COMPLAINT": "The supporter complained on a call (outcome complaint). For "
+    "{complaint_days} days.",
+    "DECIDING_IN_OWN_TIME": "The supporter asked for information to decide in their own time "
+    "(outcome info_requested): no marketing call may chase the decision, for "
+    "{deciding_in_own_time_days} days.",
+    "RECENT_UPGRADE": "The supporter just agreed to give or give more (outcome converted): "
+    "left in peace for {recent_upgrade_days} days.",
+    "CONTACT_CAP": "{cap_calls} or more outbound calls (any purpose, partner or outcome) in "
+    "the trailing {cap_window} days: until fewer remain in the window.",
+    "MIN_GAP": "A reached outbound marketing call: no other marketing call for "
+    "{min_gap_days} days.",
+    "FATIGUE": "Contact pressure: the fatigue score is at or above {fatigue}; ends when it "
+    "decays below.",
+    "IRRITATION_RISK": "The irritation-risk score is at or above {irritation} ({loyal} for a "
+    "loyal donor); ends when it decays below.",
+}
 
 
 def _pct(x: float) -> str:
@@ -410,12 +475,18 @@ def _header(meta: ReportMeta, analysis: Analysis) -> list[str]:
         ("suppression records", f"{c.get('records', 0):,}"),
         (
             "alerts",
-            ", ".join(f"{k} {v:,}" for k, v in sorted(analysis.alert_kinds.items())) or "none",
+            ", ".join(
+                f"{k} {v:,}"
+                + (f" ({money(analysis, analysis.cac.cents)} a month lost)" if k == CAC else "")
+                for k, v in sorted(analysis.alert_kinds.items())
+            )
+            or "none",
         ),
     ]
     rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in facts)
     return [
         "<h1>relmon replay report</h1>",
+        *headline(analysis),
         '<p class="explain">What the engine decided and noticed over the replayed events. '
         "Every number comes from the events and the policy below; the same input and policy "
         "give the same report.</p>",
@@ -447,7 +518,11 @@ def _churn_section(analysis: Analysis) -> list[str]:
     out.append(
         f'<p class="explain">All contacts: {ex.contacted.churned:,} of {ex.contacted.n:,} '
         f"calls ({_pct(ex.contacted.rate)}); excess "
-        f"{(ex.contacted.rate - base.rate) * 100:+.1f} percentage points.</p>"
+        f"{(ex.contacted.rate - base.rate) * 100:+.1f} percentage points. The engine raised "
+        f"{analysis.cac.count:,} churn-after-contact alerts, "
+        f"{money(analysis, analysis.cac.cents)} a month of monthly gifts lost; after each bar, "
+        "the amount lost by the churns whose last reached call before them was that "
+        "group's.</p>"
     )
     titles = {
         "partner": "By partner",
@@ -464,7 +539,8 @@ def _churn_section(analysis: Analysis) -> list[str]:
             svg.Bar(
                 r.label,
                 r.rate,
-                f"{r.churned:,}/{r.n:,}  ({(r.rate - base.rate) * 100:+.1f} pp)",
+                f"{r.churned:,}/{r.n:,}  ({(r.rate - base.rate) * 100:+.1f} pp)  "
+                f"{money(analysis, analysis.cac_by[(dim, r.label)].cents)}/mo",
             )
             for r in rows
         ]
@@ -476,6 +552,7 @@ def _churn_section(analysis: Analysis) -> list[str]:
                 ref=base.rate,
                 ref_label="baseline",
                 title=f"churn after contact {titles[dim].lower()}",
+                x_label=f"share of calls followed by the donor's churn within {w} days",
             )
             + "</figure>"
         )
@@ -505,7 +582,13 @@ def _cws_section(analysis: Analysis) -> list[str]:
     rows = [(p, [float(reasons_of[p][c]) for c in codes]) for p in partners]
     out.append(
         "<figure>"
-        + svg.stacked_hbar(rows, codes, title="calls against a suppression by partner")
+        + svg.stacked_hbar(
+            rows,
+            codes,
+            title="calls against a suppression by partner",
+            colors=[svg.reason_color(c) for c in codes],
+            x_label="marketing calls made against a suppression",
+        )
         + "</figure>"
     )
     out.append("<h3>Top partners by calls against a suppression</h3>")
@@ -514,12 +597,21 @@ def _cws_section(analysis: Analysis) -> list[str]:
         total = calls.get(p, 0)
         top = ", ".join(f"{c} {k:,}" for c, k in reasons_of[p].most_common(3))
         share = _pct(by_partner[p] / total) if total else "-"
-        table_rows.append((p, total, by_partner[p], share, top))
+        lost = analysis.cac_by[("partner", p)]
+        churn = f"{lost.count:,} ({money(analysis, lost.cents)} a month)"
+        table_rows.append((p, total, by_partner[p], share, churn, top))
     out.append(
         _table(
-            ["partner", "marketing calls", "against a suppression", "share", "first reasons"],
+            [
+                "partner",
+                "marketing calls",
+                "against a suppression",
+                "share",
+                "churns after its calls (lost)",
+                "first reasons",
+            ],
             table_rows,
-            {1, 2, 3},
+            {1, 2, 3, 4},
         )
     )
     return out
@@ -538,7 +630,14 @@ def _suppression_section(analysis: Analysis) -> list[str]:
     if days and series:
         out.append(
             "<figure>"
-            + svg.stacked_area(days, series, title="supporters suppressed by first reason")
+            + svg.stacked_area(
+                days,
+                series,
+                title="supporters suppressed by first reason",
+                colors=[svg.reason_color(code) for code, _v in series],
+                x_label="day (UTC)",
+                y_label="supporters suppressed",
+            )
             + "</figure>"
         )
     else:
@@ -549,8 +648,153 @@ def _suppression_section(analysis: Analysis) -> list[str]:
         if analysis.started[code] or analysis.days_in_force[code]
     ]
     if rows:
-        out.append(_table(["reason", "times started", "supporter-days in force"], rows, {1, 2}))
+        out.append(
+            _swatched(_table(["reason", "times started", "supporter-days in force"], rows, {1, 2}))
+        )
     return out
+
+
+def _swatched(table: str) -> str:
+    """The table with each reason code in its first column preceded by its colour."""
+    for code in REASON_ORDER:
+        table = table.replace(f"<td>{code}</td>", f"<td>{_swatch(code)}{code}</td>")
+    return table
+
+
+def _swatch(code: str) -> str:
+    return f'<span class="sw" style="background:{svg.reason_color(code)}"></span>'
+
+
+CAC = "churn_after_contact"
+
+
+def money(analysis: Analysis, cents: int) -> str:
+    """An amount in the donations' currency (euros unless the events say otherwise)."""
+    code = analysis.currencies.most_common(1)[0][0] if analysis.currencies else "EUR"
+    sign = "\u20ac" if code == "EUR" else f"{code}\u00a0"
+    return f"{sign}{cents / 100:,.2f}"
+
+
+def headline(analysis: Analysis) -> list[str]:
+    """The first screen: churn after contact against the baseline, the money it cost, the
+    partner doing most harm and the calls made against a suppression."""
+    ex = analysis.excess_churn()
+    base, contacted = ex.baseline, ex.contacted
+    cws_by: Counter[str] = Counter()
+    reasons_of: dict[str, Counter[str]] = defaultdict(Counter)
+    for (partner, code), k in analysis.cws.items():
+        cws_by[partner] += k
+        reasons_of[partner][code] += k
+    cws_total = sum(cws_by.values())
+    lost = analysis.cac
+    partners = {p for d, p in analysis.cac_by if d == "partner"} | set(cws_by)
+    worst = min(
+        partners,
+        key=lambda p: (
+            -analysis.cac_by[("partner", p)].cents,
+            -analysis.cac_by[("partner", p)].count,
+            -cws_by[p],
+            p,
+        ),
+        default=None,
+    )
+    excess_pp = (contacted.rate - base.rate) * 100
+    extra = contacted.churned - contacted.n * base.rate
+    cards = [
+        (
+            _pct(contacted.rate),
+            "churn after contact",
+            f"{contacted.churned:,} of {contacted.n:,} reached calls to loyal donors were "
+            f"followed by the donor's churn within {ex.window_days} days",
+        ),
+        (
+            f"{excess_pp:+.1f} pp",
+            "excess over the baseline",
+            f"baseline {_pct(base.rate)} for loyal donors not called; about "
+            f"{max(extra, 0):,.0f} churns more than the baseline rate gives",
+        ),
+        (
+            money(analysis, lost.cents),
+            "lost per month",
+            f"monthly gifts lost by {lost.count:,} churns after contact (engine alerts)",
+        ),
+    ]
+    sentence = "No partner's calls were followed by a churn or made against a suppression."
+    if worst is not None:
+        w_lost = analysis.cac_by[("partner", worst)]
+        share = w_lost.cents / lost.cents if lost.cents else 0.0
+        rate = next((r for r in ex.by.get("partner", []) if r.label == worst), None)
+        rate_text = (
+            f", churn rate after its calls {_pct(rate.rate)} "
+            f"({(rate.rate - base.rate) * 100:+.1f} pp)"
+            if rate is not None and rate.n
+            else ""
+        )
+        cards.append(
+            (
+                worst,
+                "partner doing most harm",
+                f"{money(analysis, w_lost.cents)} a month lost ({_pct(share)} of it), "
+                f"{cws_by[worst]:,} calls against a suppression",
+            )
+        )
+        top_reason = reasons_of[worst].most_common(1)
+        against = (
+            f"; it made {cws_by[worst]:,} of the {cws_total:,} calls against a suppression "
+            f"({_pct(cws_by[worst] / cws_total)}), mostly against {top_reason[0][0]}"
+            if cws_total and top_reason
+            else ""
+        )
+        sentence = (
+            f"<b>Who harms loyal donors most: partner {escape(worst)}.</b> After its calls "
+            f"{w_lost.count:,} loyal donors churned within {ex.window_days} days, "
+            f"{money(analysis, w_lost.cents)} of the {money(analysis, lost.cents)} a month lost "
+            f"to churn after contact ({_pct(share)}){rate_text}{against}."
+        )
+    top_cws = cws_by.most_common(1)
+    cards.append(
+        (
+            f"{cws_total:,}",
+            "calls against a suppression",
+            f"{top_cws[0][0]} made {top_cws[0][1]:,} ({_pct(top_cws[0][1] / cws_total)})"
+            if top_cws
+            else "none",
+        )
+    )
+    html = "".join(
+        f'<div class="card"><div class="big">{escape(big)}</div>'
+        f'<div class="what">{escape(what)}</div><div class="sub">{escape(sub)}</div></div>'
+        for big, what, sub in cards
+    )
+    return [f'<div class="headline">{html}</div>', f'<p class="answer">{sentence}</p>']
+
+
+def glossary(policy: Policy) -> list[str]:
+    """What each reason code means under this policy, with its colour in the charts."""
+    r, cap, th = policy.reasons, policy.contact_cap, policy.thresholds
+    values = {
+        "complaint_days": r.complaint_days,
+        "deciding_in_own_time_days": r.deciding_in_own_time_days,
+        "recent_upgrade_days": r.recent_upgrade_days,
+        "min_gap_days": r.min_gap_days,
+        "cap_calls": cap.calls,
+        "cap_window": cap.window_days,
+        "fatigue": th.fatigue,
+        "irritation": th.irritation_risk,
+        "loyal": th.irritation_risk_loyal,
+    }
+    rows = "".join(
+        f"<tr><td>{_swatch(code)}{code}</td><td>{escape(GLOSSARY[code].format(**values))}</td></tr>"
+        for code in REASON_ORDER
+        if code in GLOSSARY
+    )
+    return [
+        "<h2>Reason codes</h2>",
+        '<p class="explain">Why a supporter is suppressed, in the contract\'s order (most '
+        "lasting first), with the colour each reason has in every chart; durations are this "
+        f"policy's ({escape(policy.version)}).</p>",
+        f'<table class="glossary"><tr><th>reason</th><th>meaning</th></tr>{rows}</table>',
+    ]
 
 
 def render(meta: ReportMeta, analysis: Analysis, extra: Sequence[str] = ()) -> str:
@@ -561,6 +805,7 @@ def render(meta: ReportMeta, analysis: Analysis, extra: Sequence[str] = ()) -> s
         *_cws_section(analysis),
         *_suppression_section(analysis),
         *extra,
+        *glossary(analysis.policy),
         '<p class="note">Written by relmon replay. Self-contained: no scripts, no network.</p>',
     ]
     return page("relmon replay report", body)

@@ -25,6 +25,28 @@ PALETTE = (
     "#9c755f",
     "#bab0ac",
 )
+# One colour per suppression reason, used by every chart and table that shows reasons, so a
+# reason looks the same everywhere (Tableau 10; the most lasting reasons in the darker hues).
+REASON_COLORS: dict[str, str] = {
+    "OPTED_OUT": "#4e79a7",
+    "OBJECTION": "#9c755f",
+    "DO_NOT_CALL_REQUEST": "#b07aa1",
+    "COMPLAINT": "#e15759",
+    "DECIDING_IN_OWN_TIME": "#f28e2b",
+    "RECENT_UPGRADE": "#59a14f",
+    "CONTACT_CAP": "#edc948",
+    "MIN_GAP": "#76b7b2",
+    "FATIGUE": "#ff9da7",
+    "IRRITATION_RISK": "#bab0ac",
+}
+OTHER_COLOR = "#7f7f7f"
+
+
+def reason_color(code: str) -> str:
+    """The colour of a reason code in every chart (grey for a code not in the contract)."""
+    return REASON_COLORS.get(code, OTHER_COLOR)
+
+
 FONT = 'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"'
 GRID = "#e3e3e3"
 INK = "#333"
@@ -89,6 +111,22 @@ def _text(x: float, y: float, text: str, anchor: str = "start", extra: str = "")
     )
 
 
+def x_axis_label(x: float, y: float, text: str) -> str:
+    """The name of the x axis, centred under it."""
+    return (
+        f'<text class="axis-label" x="{_n(x)}" y="{_n(y)}" text-anchor="middle" fill="{INK}" '
+        f'font-weight="600">{escape(text)}</text>'
+    )
+
+
+def y_axis_label(x: float, y: float, text: str) -> str:
+    """The name of the y axis, written upwards, centred on it."""
+    return (
+        f'<text class="axis-label" x="{_n(x)}" y="{_n(y)}" text-anchor="middle" fill="{INK}" '
+        f'font-weight="600" transform="rotate(-90 {_n(x)} {_n(y)})">{escape(text)}</text>'
+    )
+
+
 def legend(names: Sequence[str], colors: Sequence[str], x: float, y: float, width: int) -> str:
     """Swatches and names in rows that wrap at ``width``."""
     out = []
@@ -123,10 +161,13 @@ def hbar(
     width: int = 820,
     label_width: int = 170,
     title: str = "bar chart",
+    x_label: str = "",
 ) -> str:
-    """Horizontal bars, one per row, with an optional dashed reference line (e.g. a baseline)."""
+    """Horizontal bars, one per row, with an optional dashed reference line (e.g. a baseline);
+    ``x_label`` names the value axis."""
     row_h, top, note_w = 22, 26 if ref is not None else 8, 230
-    height = top + row_h * max(len(rows), 1) + 24
+    height = top + row_h * max(len(rows), 1) + 24 + (18 if x_label else 0)
+    axis_y = top + row_h * max(len(rows), 1) + 24  # what was the bottom before the label
     plot_w = width - label_width - note_w
     top_value = nice_max(max([r.value for r in rows] + [ref or 0.0, 1e-9]))
     scale = plot_w / top_value
@@ -135,9 +176,11 @@ def hbar(
     for i in range(5):
         gx = x0 + plot_w * i / 4
         out.append(
-            f'<line x1="{_n(gx)}" y1="{top - 4}" x2="{_n(gx)}" y2="{height - 20}" stroke="{GRID}"/>'
+            f'<line x1="{_n(gx)}" y1="{top - 4}" x2="{_n(gx)}" y2="{axis_y - 20}" stroke="{GRID}"/>'
         )
-        out.append(_text(gx, height - 6, value_text(top_value * i / 4), "middle"))
+        out.append(_text(gx, axis_y - 6, value_text(top_value * i / 4), "middle"))
+    if x_label:
+        out.append(x_axis_label(x0 + plot_w / 2, axis_y + 12, x_label))
     for i, row in enumerate(rows):
         y = top + i * row_h
         w = max(row.value * scale, 0.0)
@@ -152,7 +195,7 @@ def hbar(
     if ref is not None:
         rx = x0 + ref * scale
         out.append(
-            f'<line x1="{_n(rx)}" y1="{top - 6}" x2="{_n(rx)}" y2="{height - 20}" '
+            f'<line x1="{_n(rx)}" y1="{top - 6}" x2="{_n(rx)}" y2="{axis_y - 20}" '
             f'stroke="{INK}" stroke-width="1.5" stroke-dasharray="5,3"/>'
         )
         out.append(_text(rx, 14, f"{ref_label} {value_text(ref)}", "middle", ' font-weight="600"'))
@@ -167,13 +210,18 @@ def stacked_hbar(
     width: int = 820,
     label_width: int = 170,
     title: str = "stacked bar chart",
+    colors: Sequence[str] | None = None,
+    x_label: str = "",
 ) -> str:
-    """Horizontal bars split into the named series (same order as each row's values)."""
-    colors = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
+    """Horizontal bars split into the named series (same order as each row's values), in
+    ``colors`` (default: the palette in order); ``x_label`` names the value axis."""
+    if colors is None:
+        colors = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
     row_h = 22
     legend_h = 18 * legend_rows(series, label_width, width) + 8
     top = legend_h + 6
-    height = top + row_h * max(len(rows), 1) + 24
+    axis_y = top + row_h * max(len(rows), 1) + 24
+    height = axis_y + (18 if x_label else 0)
     plot_w = width - label_width - 70
     top_value = nice_max(max([sum(v) for _l, v in rows] + [1.0]))
     scale = plot_w / top_value
@@ -182,9 +230,11 @@ def stacked_hbar(
     for i in range(5):
         gx = x0 + plot_w * i / 4
         out.append(
-            f'<line x1="{_n(gx)}" y1="{top - 4}" x2="{_n(gx)}" y2="{height - 20}" stroke="{GRID}"/>'
+            f'<line x1="{_n(gx)}" y1="{top - 4}" x2="{_n(gx)}" y2="{axis_y - 20}" stroke="{GRID}"/>'
         )
-        out.append(_text(gx, height - 6, f"{top_value * i / 4:,.0f}", "middle"))
+        out.append(_text(gx, axis_y - 6, f"{top_value * i / 4:,.0f}", "middle"))
+    if x_label:
+        out.append(x_axis_label(x0 + plot_w / 2, axis_y + 12, x_label))
     for i, (label, values) in enumerate(rows):
         y = top + i * row_h
         out.append(_text(x0 - 8, y + 15, _clip(label, 26), "end"))
@@ -211,13 +261,18 @@ def stacked_area(
     width: int = 900,
     height: int = 300,
     title: str = "stacked area chart",
+    colors: Sequence[str] | None = None,
+    x_label: str = "",
+    y_label: str = "",
 ) -> str:
-    """Series stacked over days (epoch day numbers, UTC), one colour each, with a legend."""
+    """Series stacked over days (epoch day numbers, UTC), one colour each (``colors``,
+    default the palette in order), with a legend and named axes."""
     names = [name for name, _v in series]
-    colors = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
-    left, right = 56, 16
+    if colors is None:
+        colors = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
+    left, right = 72 if y_label else 56, 16
     legend_h = 18 * legend_rows(names, left, width) + 8
-    top, bottom = legend_h + 8, 40
+    top, bottom = legend_h + 8, 58 if x_label else 40
     plot_w, plot_h = width - left - right, height - top - bottom
     n = len(days)
     totals = [sum(values[i] for _name, values in series) for i in range(n)]
@@ -243,6 +298,10 @@ def stacked_area(
             )
         base = upper
     _x_dates(out, [(px(i), d * 86_400) for i, d in enumerate(days)], top + plot_h, plot_w)
+    if x_label:
+        out.append(x_axis_label(left + plot_w / 2, top + plot_h + 38, x_label))
+    if y_label:
+        out.append(y_axis_label(16, top + plot_h / 2, y_label))
     out.append("</svg>")
     return "".join(out)
 
@@ -255,18 +314,22 @@ def line_chart(
     markers: Sequence[Marker] = (),
     bands: Sequence[tuple[int, int, str]] = (),
     hlines: Sequence[tuple[float, str, str]] = (),
+    hspans: Sequence[tuple[float, int, int, str, str]] = (),
     y_max: float = 1.0,
     width: int = 960,
     height: int = 320,
     title: str = "line chart",
+    x_label: str = "",
+    y_label: str = "",
 ) -> str:
-    """Lines over time (epoch seconds), shaded bands (start, end, title), event markers and
-    horizontal reference lines (y, label, colour)."""
+    """Lines over time (epoch seconds), shaded bands (start, end, title), event markers,
+    horizontal reference lines (y, label, colour) and reference lines drawn only over a
+    time span (y, start, end, label, colour: a threshold that applies only then)."""
     names = [ln.name for ln in lines] + ["suppressed"]
     colors = [ln.color for ln in lines] + ["#f4cccc"]
-    left, right = 48, 40
+    left, right = 64 if y_label else 48, 40
     legend_h = 18 * legend_rows(names, left, width) + 8
-    top, bottom = legend_h + 8, 40
+    top, bottom = legend_h + 8, 58 if x_label else 40
     plot_w, plot_h = width - left - right, height - top - bottom
     span = max(t1 - t0, 1)
 
@@ -292,6 +355,15 @@ def line_chart(
             f'stroke="{color}" stroke-dasharray="4,3"/>'
         )
         out.append(_text(width - right - 4, py(y) - 4, label, "end", ' fill-opacity="0.8"'))
+    for y, start, end, label, color in hspans:
+        if end < t0 or start > t1:
+            continue
+        x0, x1 = px(start), px(end)
+        out.append(
+            f'<line class="span" x1="{_n(x0)}" y1="{_n(py(y))}" x2="{_n(x1)}" y2="{_n(py(y))}" '
+            f'stroke="{color}" stroke-dasharray="4,3"><title>{escape(label)}</title></line>'
+        )
+        out.append(_text(x1 - 4, py(y) - 4, label, "end", ' fill-opacity="0.8"'))
     for line in lines:
         pts = " ".join(f"{_n(px(t))},{_n(py(v))}" for t, v in line.points if t0 <= t <= t1)
         if pts:
@@ -323,6 +395,10 @@ def line_chart(
         out.append(shape)
     ticks = [(px(t0 + span * i // 6), t0 + span * i // 6) for i in range(7)]
     _x_dates(out, ticks, top + plot_h, plot_w, every=1)
+    if x_label:
+        out.append(x_axis_label(left + plot_w / 2, top + plot_h + 38, x_label))
+    if y_label:
+        out.append(y_axis_label(16, top + plot_h / 2, y_label))
     out.append("</svg>")
     return "".join(out)
 

@@ -217,6 +217,7 @@ def chart(tl: Timeline, samples: int = 500) -> str:
     step = max((t1 - t0) // samples, 60)
     fatigue: list[tuple[int, float]] = []
     irritation: list[tuple[int, float]] = []
+    loyal: list[tuple[int, bool]] = []
     for i, r in enumerate(rows):
         nxt = rows[i + 1].t if i + 1 < len(rows) else t1
         t = r.t
@@ -225,6 +226,7 @@ def chart(tl: Timeline, samples: int = 500) -> str:
                 d = engine.decision(r.state, tl.supporter_id, utc(max(t, r.state.clock)))
                 fatigue.append((t, d.fatigue))
                 irritation.append((t, d.irritation_risk))
+                loyal.append((t, d.loyal))
             t += step
             if t >= nxt:
                 break
@@ -258,10 +260,31 @@ def chart(tl: Timeline, samples: int = 500) -> str:
         hlines=[
             (th.fatigue, f"fatigue threshold {th.fatigue}", "#f28e2b"),
             (th.irritation_risk, f"irritation threshold {th.irritation_risk}", "#4e79a7"),
-            (th.irritation_risk_loyal, f"loyal {th.irritation_risk_loyal}", "#4e79a7"),
+        ],
+        hspans=[
+            (th.irritation_risk_loyal, a, b, f"loyal {th.irritation_risk_loyal}", "#4e79a7")
+            for a, b in loyal_spans(loyal, t1)
         ],
         title=f"timeline of {tl.supporter_id}",
+        x_label="date (UTC)",
+        y_label="score (0 to 1)",
     )
+
+
+def loyal_spans(samples: list[tuple[int, bool]], end: int) -> list[tuple[int, int]]:
+    """The periods in which the donor was loyal, from (time, loyal) samples in time order:
+    the loyal irritation threshold applies only then, so it is drawn only there."""
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    for t, is_loyal in samples:
+        if is_loyal and start is None:
+            start = t
+        elif not is_loyal and start is not None:
+            spans.append((start, t))
+            start = None
+    if start is not None:
+        spans.append((start, end))
+    return spans
 
 
 def html(tl: Timeline) -> str:
@@ -281,7 +304,8 @@ def html(tl: Timeline) -> str:
         f'<p class="explain">{len(tl.rows):,} rows from {escape(tl.source)}, policy '
         f"{escape(tl.policy.version)}; events from {_ts(first)} to {_ts(last)}. The plot shows "
         f"at most the last {PLOT_DAYS} days: fatigue (orange) and irritation risk (blue) as "
-        "the engine scores them, decaying between events; shaded: suppressed. Dots are calls "
+        "the engine scores them, decaying between events; shaded: suppressed. The loyal "
+        "irritation threshold is drawn only while the donor was loyal. Dots are calls "
         "(blue reached, grey attempts, red complaint / do-not-call / hung up / cancellation), "
         "diamonds at the bottom are donation changes (red: a loss), triangles consent "
         "changes and e-mail unsubscribes, red diamonds at the top are alerts. Hover for "

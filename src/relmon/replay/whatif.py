@@ -19,6 +19,7 @@ scores are those of the real history. This is the first-order effect, and says s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from html import escape
 from typing import TYPE_CHECKING
 
 from relmon.domain import Alert, Policy, SuppressionRecord
@@ -70,6 +71,30 @@ class Outcome:
     churns_prevented: int
     monthly_cents_kept: int
 
+    @property
+    def net_monthly_cents(self) -> int:
+        """Monthly gifts kept by the prevented churns minus those the forgone conversions
+        would have brought: what the policy's suppressions are worth a month, first order."""
+        return self.monthly_cents_kept - self.conversion_cents_forgone
+
+
+def sentence(o: Outcome) -> str:
+    """One outcome in plain words, with its net figure."""
+    net = o.net_monthly_cents
+    verdict = "kept" if net >= 0 else "lost"
+    return (
+        f"Policy {o.label} would not have made {o.calls_suppressed:,} of the marketing calls "
+        f"that were made ({o.reached:,} of them reached the supporter). That would have "
+        f"prevented {o.churns_prevented:,} of its {o.churns_after_contact:,} churns after "
+        f"contact, keeping {_eur(o.monthly_cents_kept)} a month, and forgone "
+        f"{o.conversions_forgone:,} conversions worth {_eur(o.conversion_cents_forgone)} a "
+        f"month: net {_eur(abs(net))} a month {verdict}."
+    )
+
+
+def _eur(cents: int) -> str:
+    return f"EUR {cents / 100:,.2f}"
+
 
 def outcome(
     tally: Tally, calls: dict[str, CallFact], calls_by_supporter: dict[str, list[CallFact]]
@@ -119,6 +144,7 @@ HEAD = (
     "churns after contact",
     "prevented",
     "EUR/month kept",
+    "EUR/month net",
 )
 
 
@@ -135,6 +161,7 @@ def rows(outcomes: list[Outcome]) -> list[tuple[object, ...]]:
             o.churns_after_contact,
             o.churns_prevented,
             f"{o.monthly_cents_kept / 100:,.2f}",
+            f"{o.net_monthly_cents / 100:+,.2f}",
         )
         for o in outcomes
     ]
@@ -171,8 +198,10 @@ def html_section(outcomes: list[Outcome]) -> list[str]:
         "amount agreed on them. <b>Prevented</b>: churns after contact (by that policy's "
         "definition) where a reached call in the window before the churn is one the policy "
         "would have blocked. The history is kept as it happened (a blocked call still counts "
-        "in later scores), so this is the first-order effect.</p>",
-        table_html(HEAD, rows(outcomes), {2, 3, 4, 5, 6, 7, 8, 9}),
+        "in later scores), so this is the first-order effect. <b>Net</b>: EUR/month kept "
+        "minus EUR/month forgone.</p>",
+        *(f'<p class="answer">{escape(sentence(o))}</p>' for o in outcomes),
+        table_html(HEAD, rows(outcomes), {2, 3, 4, 5, 6, 7, 8, 9, 10}),
     ]
     count = lambda v: f"{v:,.0f}" if v == int(v) else f"{v:,.1f}"  # noqa: E731 - a formatter
     calls = [
@@ -184,10 +213,24 @@ def html_section(outcomes: list[Outcome]) -> list[str]:
     ]
     out.append("<h3>Calls it would have suppressed</h3>")
     out.append(
-        "<figure>" + svg.hbar(calls, value_text=count, title="calls suppressed") + "</figure>"
+        "<figure>"
+        + svg.hbar(
+            calls,
+            value_text=count,
+            title="calls suppressed",
+            x_label="marketing calls the policy would not have made",
+        )
+        + "</figure>"
     )
     out.append("<h3>Churns after contact it would have prevented</h3>")
     out.append(
-        "<figure>" + svg.hbar(churns, value_text=count, title="churns prevented") + "</figure>"
+        "<figure>"
+        + svg.hbar(
+            churns,
+            value_text=count,
+            title="churns prevented",
+            x_label="churns after contact the policy would have prevented",
+        )
+        + "</figure>"
     )
     return out

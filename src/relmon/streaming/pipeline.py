@@ -338,7 +338,7 @@ class BatchPipeline:
 
 def record_metrics(metrics: RelmonMetrics, result: Result) -> None:
     """Count one handled message: its result, new reasons, alerts, dead letters."""
-    event_type = result.event.type if result.event is not None else None
+    event_type = result.event.type if result.event is not None else result.event_type
     metrics.event_consumed(event_type, result.status)
     if result.error_kind is not None:
         metrics.dead_letter(result.error_kind)

@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Protocol
 
+import orjson
 import structlog
 from aiokafka.partitioner import murmur2
 
@@ -90,6 +91,9 @@ class Result:
     status: str = "ok"
     error_kind: str | None = None
     outcome: Outcome | None = None
+    # the event's type when it could be read though the event was refused (a dead letter):
+    # the metrics then count it under its type, not "unknown"
+    event_type: str | None = None
     new_reasons: list[str] = field(default_factory=list)
 
 
@@ -241,6 +245,16 @@ def dead_letter(
     return encode_dead_letter(whole)
 
 
+def readable_type(value: bytes | None) -> str | None:
+    """The ``type`` of a refused message when it is a JSON object naming one, else None."""
+    try:
+        doc = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
 class Processor:
     """Decode → apply the engine → cache the new state → say what to emit. One per worker."""
 
@@ -286,7 +300,9 @@ class Processor:
         try:
             event = parse_event(value if value is not None else b"")
         except InvalidEvent as exc:
-            return self._dead(topic, partition, offset, key, value, str(exc), exc.kind, exc.field)
+            dead = self._dead(topic, partition, offset, key, value, str(exc), exc.kind, exc.field)
+            dead.event_type = readable_type(value)
+            return dead
         if now is not None and event.occurred_at > now + self.max_future:
             # One event dated far ahead would move the supporter's clock there and make every
             # real event after it look too old to count: refuse it instead.
@@ -295,7 +311,9 @@ class Processor:
                 f"{self.max_future} ahead of the worker's clock ({now.isoformat()}); "
                 "check the producer's clock and time zone"
             )
-            return self._dead(topic, partition, offset, key, value, error, "future", "occurred_at")
+            dead = self._dead(topic, partition, offset, key, value, error, "future", "occurred_at")
+            dead.event_type = event.type
+            return dead
         sid = event.supporter_id
         home = partition_for(sid, self.partitions)
         if text_key != sid or partition != home:
@@ -311,7 +329,9 @@ class Processor:
             # than stop the worker and be handed the same message forever.
             log.exception("engine failed on an event", event_id=event.event_id)
             error = f"the engine could not process this event: {type(exc).__name__}: {exc}"
-            return self._dead(topic, partition, offset, key, value, error, "processing")
+            dead = self._dead(topic, partition, offset, key, value, error, "processing")
+            dead.event_type = event.type
+            return dead
         if outcome.late is not None:
             dead = self._dead(topic, partition, offset, key, value, outcome.late, "late")
             dead.event, dead.status = event, "late"
