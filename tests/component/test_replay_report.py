@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from relmon.cli import main
+from relmon.domain import default_policy
 from relmon.testing import at, call, consent, donation, email, to_line
 
 LOYAL = at(-900)
@@ -51,7 +52,7 @@ def test_compare_policy_prints_and_reports_the_what_if(
     """--compare-policy prints one row per policy and adds the what-if section."""
     text = resources.files("relmon.domain").joinpath("default_policy.toml").read_text("utf-8")
     strict = tmp_path / "strict.toml"
-    strict.write_text(text.replace("calls = 3", "calls = 1").replace("2026.05.1", "strict-1"))
+    strict.write_text(text.replace("calls = 3", "calls = 1").replace(default_policy().version, "strict-1"))
     out = tmp_path / "o"
     code = _replay(
         "--input", str(_events(tmp_path)), "--out", str(out), "--compare-policy", str(strict)
