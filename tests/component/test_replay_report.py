@@ -52,7 +52,9 @@ def test_compare_policy_prints_and_reports_the_what_if(
     """--compare-policy prints one row per policy and adds the what-if section."""
     text = resources.files("relmon.domain").joinpath("default_policy.toml").read_text("utf-8")
     strict = tmp_path / "strict.toml"
-    strict.write_text(text.replace("calls = 3", "calls = 1").replace(default_policy().version, "strict-1"))
+    strict.write_text(
+        text.replace("calls = 3", "calls = 1").replace(default_policy().version, "strict-1")
+    )
     out = tmp_path / "o"
     code = _replay(
         "--input", str(_events(tmp_path)), "--out", str(out), "--compare-policy", str(strict)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 
 from relmon.domain.decide import Decision, ReasonTuple, evaluate
-from relmon.domain.legal_basis import lapsed_detail
 from relmon.domain.facts import (
     ALERTED,
     ATTEMPTS,
@@ -50,6 +49,7 @@ from relmon.domain.facts import (
     PER_MONTH,
     PURPOSES,
 )
+from relmon.domain.legal_basis import lapsed_detail
 from relmon.domain.outputs import Alert, Contact, Donation, Reason, construct
 from relmon.domain.rules import Rules, utc, whole_months
 from relmon.domain.state import Fact, SupporterState

@@ -32,6 +32,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+import holidays
+
 from relmon.domain.policy import WEEKDAYS, Calling, Policy
 
 HORIZON_DAYS = 400
@@ -62,8 +64,6 @@ class CallingCalendar:
         self._hours = tuple(calling.hours.of(d) for d in range(7))
         self._holidays: Any = None
         if calling.holidays_country:
-            import holidays  # noqa: PLC0415  # data only; loaded with the first calendar
-
             self._holidays = holidays.country_holidays(calling.holidays_country)
         self._zones: dict[str, ZoneInfo] = {}
         self._days: dict[tuple[str, int], Day] = {}

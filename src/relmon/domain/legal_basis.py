@@ -61,7 +61,8 @@ def lapse(
         t = fact[0]
         if t <= ended:
             break
-        if fact[3] == OPT_IN and fact[2] in (PHONE, ALL) and (t < as_of or (t == as_of and not strict)):
+        known = t < as_of or (t == as_of and not strict)
+        if known and fact[3] == OPT_IN and fact[2] in (PHONE, ALL):
             return None, None
     starts = add_months(ended, months)
     if starts <= as_of:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from relmon.errors import PolicyError
@@ -189,13 +190,8 @@ class Calling(_Section):
     @field_validator("holidays_country")
     @classmethod
     def _known_country(cls, value: str) -> str:
-        if value:
-            import holidays  # noqa: PLC0415  # only when a policy names a country
-
-            if value not in holidays.list_supported_countries():
-                raise ValueError(
-                    f"not a country the holidays package knows (got {value!r}), e.g. NL"
-                )
+        if value and value not in holidays.list_supported_countries():
+            raise ValueError(f"not a country the holidays package knows (got {value!r}), e.g. NL")
         return value
 
     @field_validator("exempt_triggers", mode="before")
