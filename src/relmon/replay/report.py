@@ -48,6 +48,7 @@ from relmon.domain.events import (
 from relmon.domain.outputs import ReasonCode, iso
 from relmon.domain.rules import add_months, utc
 from relmon.replay import svg
+from relmon.replay.calling_report import calling_section, outside_label
 
 DAY = 86_400
 REASON_ORDER: tuple[str, ...] = get_args(ReasonCode)  # the contract's order
@@ -126,6 +127,7 @@ class Analysis:
         self.first_record: int | None = None
         self.alert_kinds: Counter[str] = Counter()
         self.cws: Counter[tuple[str, str]] = Counter()  # (partner, first reason)
+        self.outside: Counter[tuple[str, str]] = Counter()  # (partner, day): calling_report
         self.end: int | None = None
 
     # -- observing ---------------------------------------------------------------------
@@ -199,6 +201,8 @@ class Analysis:
             if a.kind == "call_while_suppressed":
                 first = a.reasons[0].code if a.reasons else "?"
                 self.cws[(a.contact.partner_id, first)] += 1
+            elif a.kind == "call_outside_window":
+                self.outside[(a.contact.partner_id, outside_label(a))] += 1
 
     def finish(self, end: int) -> None:
         """Close what is still open at ``end`` (the last event time)."""
@@ -559,6 +563,7 @@ def render(meta: ReportMeta, analysis: Analysis, extra: Sequence[str] = ()) -> s
         *_header(meta, analysis),
         *_churn_section(analysis),
         *_cws_section(analysis),
+        *calling_section(analysis.outside, analysis.marketing_calls_by_partner()),
         *_suppression_section(analysis),
         *extra,
         '<p class="note">Written by relmon replay. Self-contained: no scripts, no network.</p>',
