@@ -353,6 +353,21 @@ def build() -> db.Dashboard:
             ],
             span=24,
         )
+    ).with_panel(
+        graph(
+            "Calls outside calling hours per partner, last hour",
+            "Outbound marketing calls outside the policy's calling windows (supporter-local: "
+            "late evenings, Sundays, public holidays), by partner and kind of day. "
+            "RelmonCallsOutsideWindow fires at 3 in an hour, held 10 minutes.",
+            [
+                query(
+                    "sum by (partner, day) (increase("
+                    f"relmon_calls_outside_window_total{{{JOB},{partner}}}[1h]))",
+                    "{{partner}} {{day}}",
+                )
+            ],
+            span=24,
+        )
     )
 
 
