@@ -11,8 +11,8 @@ A local date gets the first rule that applies:
 ``remembrance_day`` a ``remembrance_days`` "MM-DD": no calls
 ``public_holiday`` a holiday of ``holidays_country`` (detail: its name): no calls
 ``sunday`` ...     a weekday without hours (detail: the weekday): no calls
-``part_day``       a ``part_days`` date with hours: the window closes at the part day's time
-                   (or at the day's own close when that is earlier, e.g. a Saturday)
+``part_day``       a ``part_days`` date whose part-day time is before the day's own close:
+                   the window closes then (on a Saturday, 16:00 comes first: Saturday hours)
 ``monday`` ...     the weekday's hours
 =================  =========================================================================
 
@@ -106,9 +106,9 @@ class CallingCalendar:
         opens, closes = hours
         kind, detail = weekday, f"{weekday} hours"
         part = self._part.get((d.month, d.day))
-        if part is not None:
+        if part is not None and part < closes:  # on a Saturday 16:00 comes first
             kind, detail = "part_day", f"part day {d.month:02}-{d.day:02} (until {part:%H:%M})"
-            closes = min(closes, part)
+            closes = part
             if closes <= opens:
                 return Day(kind, detail, *_NONE)
         tz = self.tz(zone)
