@@ -165,7 +165,8 @@ def test_calls_outside_the_window_raise_an_alert(
     assert alert.contact.occurred_at == local(when)
     assert alert.reasons == []
     nxt = alert.window.next_opens_at
-    assert nxt is not None and nxt > alert.occurred_at
+    assert nxt is not None
+    assert nxt > alert.occurred_at
 
 
 def test_the_alert_names_the_window_it_missed() -> None:
@@ -193,7 +194,8 @@ def test_a_mourning_day_added_at_run_time_flags_calls_that_day() -> None:
     events = [call(at=local("2026-12-01T11:00"))]
     assert _outside(events) == []
     (alert,) = _outside(events, MOURNING)
-    assert alert.window is not None and alert.window.day == "banned_date"
+    assert alert.window is not None
+    assert alert.window.day == "banned_date"
     assert alert.policy_version == "mourning"
 
 
@@ -218,7 +220,8 @@ def test_the_zone_is_kept_in_the_state_and_survives_serialization() -> None:
     )
     for order in ([first, second], [second, first]):
         state = run(order).state
-        assert state.zone is not None and state.zone[1] == "Europe/Lisbon"
+        assert state.zone is not None
+        assert state.zone[1] == "Europe/Lisbon"
         again = type(state).from_bytes(state.to_bytes())
         assert again.zone == state.zone
     old = run([first]).state
@@ -235,7 +238,8 @@ def test_a_redelivered_zone_only_event_changes_nothing() -> None:
     first = engine.apply(None, opened)
     assert first.state.zone == (int(local("2026-11-29T10:00").timestamp()), "Europe/London")
     again = engine.apply(first.state, opened)
-    assert again.state is first.state and (again.records, again.alerts) == ([], [])
+    assert again.state is first.state
+    assert (again.records, again.alerts) == ([], [])
 
 
 @pytest.mark.parametrize(
@@ -277,7 +281,8 @@ def test_a_policy_file_without_the_new_sections_gets_the_nl_preset() -> None:
     """An older policy file (no ``[calling]``, no ``[legal_basis]``) still loads, with the
     shipped NL preset for both."""
     text = DEFAULT_TEXT.split("\n[calling]")[0]
-    assert "[calling]" not in text and "[legal_basis]" not in text
+    assert "[calling]" not in text
+    assert "[legal_basis]" not in text
     policy = parse_policy(text)
     assert policy.calling == default_policy().calling
     assert policy.legal_basis.relationship_term_months == 36
