@@ -168,3 +168,42 @@ async def test_warm_decides_every_held_supporter_once() -> None:
     fresh.store.update(processor.store)  # type: ignore[attr-defined]
     for sid in processor.store:
         assert processor.view.answer(sid, now) == fresh.view.answer(sid, now)
+
+
+def test_next_call_at_waits_for_the_until_and_the_next_window() -> None:
+    """A supporter suppressed until a moment outside calling hours may be called at the next
+    window's opening after it: here a call declined on Friday 20 March 2026 at 22:30 local
+    (MIN_GAP, 14 days) ends on Friday 3 April at 23:30 CEST (Good Friday, a holiday), so the
+    next call is Saturday 4 April at 10:00 CEST (Saturday hours, summer time); asked at any
+    moment before the until, the answer is the same."""
+    processor = make_processor()
+    at = datetime(2026, 3, 20, 21, 30, tzinfo=UTC)  # 22:30 CET
+    (record,) = feed(processor, declined_upgrade_call("e1", at))
+    assert record["suppressed"] is True
+    for asked in (at, at + timedelta(days=5)):
+        answer = orjson.loads(processor.view.answer("S-1", asked))
+        assert answer["until"] == record["until"]
+        assert answer["next_call_at"] == "2026-04-04T08:00:00Z"
+
+
+def test_next_call_at_uses_the_supporters_zone() -> None:
+    """A supporter whose events carry ``supporter_timezone`` gets windows in that zone."""
+    processor = make_processor()
+    event = orjson.loads(
+        to_line(
+            call(
+                at=datetime(2026, 1, 5, 12, tzinfo=UTC),
+                supporter_id="S-2",
+                event_id="z1",
+                campaign_purpose="service",
+            )
+        )
+    )
+    event["supporter_timezone"] = "America/Curacao"
+    feed(processor, event)
+    asked = datetime(2026, 1, 6, 12, 0, tzinfo=UTC)  # 08:00 in Curacao, 13:00 in Amsterdam
+    answer = orjson.loads(processor.view.answer("S-2", asked))
+    assert answer["suppressed"] is False
+    assert answer["next_call_at"] == "2026-01-06T13:00:00Z"
+    unknown = orjson.loads(processor.view.answer("S-404", asked))
+    assert unknown["next_call_at"] == "2026-01-06T12:00:00Z"
