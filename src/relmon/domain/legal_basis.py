@@ -33,6 +33,8 @@ CODE = "RELATIONSHIP_LAPSED"
 
 # (code, until, ref) as in relmon.domain.decide; ref = the event id of the ending cancellation
 LapseReason = tuple[str, None, str]
+# (end, months) -> start: a pure function, memoised (each lapsed state asks it per event)
+_STARTS: dict[tuple[int, int], int] = {}
 
 
 def lapse(
@@ -64,7 +66,12 @@ def lapse(
         known = t < as_of or (t == as_of and not strict)
         if known and fact[3] == OPT_IN and fact[2] in (PHONE, ALL):
             return None, None
-    starts = add_months(ended, months)
+    key = (ended, months)
+    starts = _STARTS.get(key)
+    if starts is None:
+        if len(_STARTS) >= 100_000:
+            _STARTS.clear()
+        starts = _STARTS[key] = add_months(ended, months)
     if starts <= as_of:
         return (CODE, None, eid), None
     return None, starts
