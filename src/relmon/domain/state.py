@@ -176,9 +176,9 @@ class SupporterState:
             self.last,
             self.last_at,
             self.last_cause,
-            self.zone,
         )
-        raw = orjson.dumps(doc)
+        # the zone is written only when known: other states keep their bytes
+        raw = orjson.dumps(doc if self.zone is None else (*doc, self.zone))
         if len(raw) <= COMPRESS_ABOVE:
             return _PLAIN + raw
         return _ZLIB + zlib.compress(raw, 1)
