@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relmon.domain import Alert, Engine, Policy, default_policy
 from relmon.domain.calling import calendar_for, next_call_at
@@ -286,3 +288,24 @@ def test_a_policy_file_without_the_new_sections_gets_the_nl_preset() -> None:
     policy = parse_policy(text)
     assert policy.calling == default_policy().calling
     assert policy.legal_basis.relationship_term_months == 36
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    t=st.integers(min_value=1_700_000_000, max_value=1_900_000_000),
+    zone=st.sampled_from(
+        [None, "Europe/London", "America/Curacao", "Asia/Kathmandu", "Australia/Lord_Howe"]
+    ),
+)
+def test_next_call_at_is_inside_a_window_and_nothing_earlier_is(t: int, zone: str | None) -> None:
+    """For any moment and zone (odd offsets and half-hour summer time included), the answer
+    is at or after it and inside a window; when later, it is a window's opening (the second
+    before is outside) and the moment asked was outside."""
+    cal = calendar_for(default_policy())
+    found = cal.next_call_at(zone, t)
+    assert found is not None
+    assert found >= t
+    assert cal.inside(zone, found)
+    if found > t:
+        assert not cal.inside(zone, found - 1)
+        assert not cal.inside(zone, t)
