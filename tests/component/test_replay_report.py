@@ -46,6 +46,25 @@ def test_every_replay_writes_the_same_report(tmp_path: Path) -> None:
     assert "<svg" in text
 
 
+def test_the_report_shows_calls_outside_calling_hours_by_partner(tmp_path: Path) -> None:
+    """A partner's Sunday and late-evening calls appear in the report's calling-hours section
+    with their kinds of day; a call inside the window by another partner does not."""
+    events = [
+        call(at=at(6, 14), partner_id="p-sunday", supporter_id="s-1"),  # Sunday 8 March 2026
+        call(at=at(7, 22, 30), partner_id="p-sunday", supporter_id="s-2"),  # Monday 22:30
+        call(at=at(8, 11), partner_id="p-daytime", supporter_id="s-3"),
+    ]
+    source = tmp_path / "calls.jsonl"
+    source.write_bytes(b"".join(to_line(e) + b"\n" for e in events))
+    assert _replay("--input", str(source), "--out", str(tmp_path / "o")) == 0
+    text = (tmp_path / "o" / "report.html").read_text()
+    section = text[text.index("Calls outside calling hours, by partner") :]
+    section = section[: section.index("<h2>")] if "<h2>" in section else section
+    assert "p-sunday" in section
+    assert "p-daytime" not in section
+    assert "day without hours (Sunday)" in section
+
+
 def test_compare_policy_prints_and_reports_the_what_if(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
