@@ -133,3 +133,19 @@ def test_a_term_of_zero_turns_the_rule_off() -> None:
     )
     record = run([start(), cancel(), email(at=LATER)], policy=policy).decision(LATER)
     assert not record.suppressed
+
+
+def test_the_reason_is_listed_in_the_contracts_order() -> None:
+    """After the consent reasons (no end either), before the timed ones and the scores."""
+    events = [
+        start(),
+        cancel(),
+        consent(at=LATER - timedelta(days=2)),
+        call(at=LATER - timedelta(days=1), outcome="complaint", direction="inbound",
+             campaign_purpose="service"),
+    ]  # fmt: skip
+    assert codes(run(events).decision(LATER))[:3] == [
+        "OPTED_OUT",
+        "RELATIONSHIP_LAPSED",
+        "COMPLAINT",
+    ]

@@ -19,7 +19,8 @@ Modelling choices:
 * ``wake`` is the earliest time at which the decision changes by time alone: the earliest
   ``until``, or the moment a mandate's tenure makes the donor loyal if the irritation risk
   would then be at or above the loyal threshold, or the moment ``RELATIONSHIP_LAPSED``
-  starts (:mod:`relmon.domain.legal_basis`; listed before the score reasons).
+  starts (:mod:`relmon.domain.legal_basis`; listed after the consent reasons, which have
+  no end either).
 """
 
 from __future__ import annotations
@@ -224,8 +225,11 @@ def _with_lapse(
     """:func:`_decide` with the legal-basis reason (:mod:`relmon.domain.legal_basis`): its
     reason when in force, its start as a wake when it lies ahead."""
     lapsed, starts = lapse(st, r, as_of, strict)
-    if lapsed is not None:
-        reasons.append(lapsed)
+    if lapsed is not None:  # in the contract's order: after the reasons with no end
+        i = 0
+        while i < len(reasons) and reasons[i][1] is None:
+            i += 1
+        reasons.insert(i, lapsed)
     d = _decide(r, reasons, as_of, f_acc, f_ref, i_acc, i_ref, loyal, onset)
     if starts is not None and (d.wake is None or starts < d.wake):
         return d._replace(wake=starts)

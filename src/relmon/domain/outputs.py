@@ -39,6 +39,7 @@ ReasonCode = Literal[
     "OPTED_OUT",
     "OBJECTION",
     "DO_NOT_CALL_REQUEST",
+    "RELATIONSHIP_LAPSED",
     "COMPLAINT",
     "DECIDING_IN_OWN_TIME",
     "RECENT_UPGRADE",
@@ -46,7 +47,6 @@ ReasonCode = Literal[
     "MIN_GAP",
     "FATIGUE",
     "IRRITATION_RISK",
-    "RELATIONSHIP_LAPSED",
 ]
 AlertKind = Literal["churn_after_contact", "call_while_suppressed", "call_outside_window"]
 DayKind = Literal[
