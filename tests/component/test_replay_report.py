@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from relmon.cli import main
+from relmon.domain import default_policy
 from relmon.testing import at, call, consent, donation, email, to_line
 
 LOYAL = at(-900)
@@ -45,6 +46,25 @@ def test_every_replay_writes_the_same_report(tmp_path: Path) -> None:
     assert "<svg" in text
 
 
+def test_the_report_shows_calls_outside_calling_hours_by_partner(tmp_path: Path) -> None:
+    """A partner's Sunday and late-evening calls appear in the report's calling-hours section
+    with their kinds of day; a call inside the window by another partner does not."""
+    events = [
+        call(at=at(6, 14), partner_id="p-sunday", supporter_id="s-1"),  # Sunday 8 March 2026
+        call(at=at(7, 22, 30), partner_id="p-sunday", supporter_id="s-2"),  # Monday 22:30
+        call(at=at(8, 11), partner_id="p-daytime", supporter_id="s-3"),
+    ]
+    source = tmp_path / "calls.jsonl"
+    source.write_bytes(b"".join(to_line(e) + b"\n" for e in events))
+    assert _replay("--input", str(source), "--out", str(tmp_path / "o")) == 0
+    text = (tmp_path / "o" / "report.html").read_text()
+    section = text[text.index("Calls outside calling hours, by partner") :]
+    section = section[: section.index("<h2>")] if "<h2>" in section else section
+    assert "p-sunday" in section
+    assert "p-daytime" not in section
+    assert "day without hours (Sunday)" in section
+
+
 def test_compare_policy_prints_and_reports_the_what_if(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -52,7 +72,9 @@ def test_compare_policy_prints_and_reports_the_what_if(
     its net figure, and adds the what-if section."""
     text = resources.files("relmon.domain").joinpath("default_policy.toml").read_text("utf-8")
     strict = tmp_path / "strict.toml"
-    strict.write_text(text.replace("calls = 3", "calls = 1").replace("2026.05.1", "strict-1"))
+    strict.write_text(
+        text.replace("calls = 3", "calls = 1").replace(default_policy().version, "strict-1")
+    )
     out = tmp_path / "o"
     code = _replay(
         "--input", str(_events(tmp_path)), "--out", str(out), "--compare-policy", str(strict)

@@ -7,9 +7,12 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
+from relmon.domain import default_policy
+from relmon.domain.calling import next_call_at
 from relmon.streaming.processor import partition_for
 from relmon.topics import ALERTS, CALLS, CONSENTS, DLQ, SUPPRESSIONS
 
@@ -309,3 +312,41 @@ async def test_api_token_and_request_errors(cluster: Cluster, http: httpx.AsyncC
     assert big.status_code == 413
     assert "at most 100000" in big.json()["detail"]
     assert "s3cret" not in worker.log_tail(500)  # the secret never reaches the logs
+
+
+async def test_a_sunday_call_is_flagged_and_answers_say_when_to_call(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    """A marketing call on a Sunday afternoon (Amsterdam) raises call_outside_window with
+    the window it missed and counts for its partner; the API answers the suppression it
+    caused with next_call_at: the first calling moment after its until."""
+    ams = ZoneInfo("Europe/Amsterdam")
+    day = NOW.astimezone(ams).date() - timedelta(days=1)
+    while day.weekday() != 6:
+        day -= timedelta(days=1)
+    sunday = datetime(day.year, day.month, day.day, 14, 0, tzinfo=ams).astimezone(UTC)
+    worker = cluster.worker().start()
+    await asyncio.to_thread(worker.wait_ready)
+    await cluster.produce([call("S-sunday", "e-sunday", sunday, partner="P-late")])
+    await cluster.wait_for(
+        ALERTS, lambda a: a["supporter_id"] == "S-sunday" and a["kind"] == "call_outside_window"
+    )
+    (alert,) = by_kind(await cluster.read(ALERTS, at_least=1), "S-sunday")["call_outside_window"]
+    assert alert["contact"]["call_id"] == "call-e-sunday"
+    assert alert["window"]["day"] == "sunday"
+    assert (alert["window"]["opens"], alert["window"]["closes"]) == (None, None)
+    assert alert["window"]["zone"] == "Europe/Amsterdam"
+
+    answer = (await http.get(f"{worker.url}/suppressions/S-sunday")).json()
+    checked = (
+        await http.post(f"{worker.url}/suppressions/check", json={"supporter_ids": ["S-sunday"]})
+    ).json()["results"]["S-sunday"]
+    assert answer["next_call_at"] is not None
+    if answer["suppressed"]:  # MIN_GAP lasts 14 days: the Sunday was at most 7 days ago
+        until = datetime.fromisoformat(answer["until"])
+        expected = next_call_at(default_policy(), None, until)
+        assert expected is not None
+        assert datetime.fromisoformat(answer["next_call_at"]) == expected
+        assert checked["next_call_at"] == answer["next_call_at"]
+    metrics = (await http.get(f"{worker.url}/metrics")).text
+    assert 'relmon_calls_outside_window_total{day="no_hours",partner="P-late"} 1.0' in metrics

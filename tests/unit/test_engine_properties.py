@@ -11,6 +11,8 @@ Guarantees checked, for streams within the retention windows (20 days here):
   pausing), any permutation also gives the same set of ``call_while_suppressed`` alert ids.
   With such facts the set can differ, because alerts are never retracted: see
   ``test_a_call_after_an_opt_in_is_judged_on_what_was_known`` in ``test_engine_rules``;
+* any permutation gives the same set of ``call_outside_window`` alert ids (a call is
+  judged by its own time alone);
 * duplicates change nothing; scores stay in [0, 1]; a complaint never lowers irritation
   risk; every ``until`` is after its ``decided_at``.
 """
@@ -117,11 +119,17 @@ def _churns_in_order(events: list[Any]) -> list[Any]:
     return out
 
 
-def _final(events: list[Any]) -> tuple[bytes, tuple[float, float], set[str], set[str]]:
+def _final(
+    events: list[Any],
+) -> tuple[bytes, tuple[float, float], set[str], set[str], set[str]]:
     result = run(events)
     end = max(e.occurred_at for e in events).astimezone(UTC) + timedelta(hours=1)
     record = result.decision(end, events[0].supporter_id)
-    kinds: dict[str, set[str]] = {"churn_after_contact": set(), "call_while_suppressed": set()}
+    kinds: dict[str, set[str]] = {
+        "churn_after_contact": set(),
+        "call_while_suppressed": set(),
+        "call_outside_window": set(),
+    }
     for alert in result.alerts:
         kinds[alert.kind].add(alert.alert_id)
     scores = (record.fatigue, record.irritation_risk)
@@ -131,6 +139,7 @@ def _final(events: list[Any]) -> tuple[bytes, tuple[float, float], set[str], set
         scores,
         kinds["churn_after_contact"],
         kinds["call_while_suppressed"],
+        kinds["call_outside_window"],
     )
 
 
@@ -139,10 +148,12 @@ def _final(events: list[Any]) -> tuple[bytes, tuple[float, float], set[str], set
 def test_any_permutation_gives_the_same_decision_scores_and_churn_alerts(
     events: list[Any], data: Any
 ) -> None:
-    """The final decision, the raw scores and the churn alert ids do not depend on arrival order."""
+    """The final decision, the raw scores, the churn alert ids and the calls outside the
+    calling window do not depend on arrival order."""
     shuffled = data.draw(st.permutations(events))
     first, second = _final(events), _final(shuffled)
     assert first[:2] == second[:2]
+    assert first[4] == second[4]
     assert _final(_churns_in_order(events))[2] == _final(_churns_in_order(shuffled))[2]
 
 

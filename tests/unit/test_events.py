@@ -350,3 +350,16 @@ def test_sentiment_out_of_range_names_the_bound(value: bytes, message: str) -> N
     with pytest.raises(InvalidEvent) as caught:
         parse_event(_raw(VALID["call_outcome"], "sentiment", value))
     assert str(caught.value).startswith(f"sentiment: must be {message} (got ")
+
+
+@pytest.mark.parametrize("kind", list(VALID))
+def test_supporter_timezone_is_optional_and_must_be_an_iana_zone(kind: str) -> None:
+    """Every event type takes an optional ``supporter_timezone``; a name zoneinfo does not
+    know is an error naming the field (a dead letter), absent means the policy's zone."""
+    assert parse_event(_with(VALID[kind])).supporter_timezone is None
+    ok = parse_event(_with(VALID[kind], supporter_timezone="Europe/Brussels"))
+    assert ok.supporter_timezone == "Europe/Brussels"
+    for bad in ("Mars/Olympus", "", 3, "../../etc/passwd"):
+        with pytest.raises(InvalidEvent) as info:
+            parse_event(_with(VALID[kind], supporter_timezone=bad))
+        assert info.value.field == "supporter_timezone"

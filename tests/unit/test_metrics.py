@@ -305,3 +305,20 @@ def test_sample_consumer_lag_skips_partitions_a_rebalance_took_away() -> None:
     consumer = MovingConsumer(dict.fromkeys(tps, 10), dict.fromkeys(tps, 4))
     lags = asyncio.run(sample_consumer_lag(consumer, {"relmon.calls"}))
     assert lags == {("relmon.calls", 0): 6}
+
+
+def test_calls_outside_the_window_count_by_partner_and_kind_of_day(
+    registry: CollectorRegistry, metrics: RelmonMetrics
+) -> None:
+    """A call_outside_window alert counts under its partner and the kind of day it missed:
+    hours (a day with a window), no_hours (e.g. Sunday), holiday (holidays, remembrance and
+    banned days); every kind of day reads 0 for a partner before its first such call."""
+    metrics.call_outside_window("P1", "monday", True)
+    metrics.call_outside_window("P1", "sunday", False)
+    metrics.call_outside_window("P1", "public_holiday", False)
+    metrics.call_outside_window("P1", "banned_date", False)
+    name = "relmon_calls_outside_window_total"
+    assert value(registry, name, partner="P1", day="hours") == 1
+    assert value(registry, name, partner="P1", day="no_hours") == 1
+    assert value(registry, name, partner="P1", day="holiday") == 2
+    assert value(registry, name, partner="other", day="hours") == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from relmon.domain import default_policy
+from relmon.domain.calling import calendar_for
 from relmon.errors import InputFileError
 from relmon.replay.timeline import build, events_from_file, html, text_table
 from relmon.testing import at, call, donation, email, to_line
@@ -94,3 +95,17 @@ def test_the_loyal_threshold_is_drawn_only_while_the_donor_is_loyal(tmp_path: Pa
         [call(at=at(0), outcome="declined", supporter_id="s-9")], "s-9", default_policy(), end, "x"
     )
     assert "loyal 0.5" not in chart(never)
+
+
+def test_each_row_says_when_a_marketing_call_was_next_allowed(tmp_path: Path) -> None:
+    """Every row carries ``next_call_at`` as the API would have answered then: inside a
+    calling window, not before the row's decision ends; the text and HTML show it."""
+    events, end = events_from_file(_file(tmp_path), "s-0001")
+    tl = build(events, "s-0001", default_policy(), end, "events.jsonl")
+    cal = calendar_for(default_policy())
+    for r in tl.rows:
+        assert r.next_call_at is not None  # nothing here suppresses with no end
+        assert r.next_call_at >= r.t
+        assert cal.inside(None, r.next_call_at)
+    assert "next call (UTC)" in text_table(tl)
+    assert "next call (UTC)" in html(tl)

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from relmon.domain import Engine, encode_unknown_answer, load_policy
+from relmon.domain.calling import calendar_for, next_call_at
 from relmon.domain.events import MARKETING_PURPOSES
 from relmon.simulation import SimulationParams, generate
 from relmon.streaming.processor import Processor, partition_for
@@ -17,7 +18,8 @@ from relmon.testing import call, to_line
 
 PARTITIONS = 4
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-ANSWER_ONLY = ("known", "blocked_purposes")
+CALENDAR = calendar_for(load_policy())
+ANSWER_ONLY = ("known", "blocked_purposes", "next_call_at")
 
 
 class DictStore(dict[str, bytes]):
@@ -56,8 +58,9 @@ def test_a_known_supporters_answer_is_its_last_record_as_on_the_topic() -> None:
     """Over a simulated quarter, every supporter's answer at its latest event time is the
     last suppression record emitted for it (reasons, until, decided_at, cause; scores too,
     within what facts forgotten since can move), followed by ``known: true`` and the
-    purposes it blocks; one never suppressed is answered at its latest event time, not
-    suppressed."""
+    purposes it blocks and ``next_call_at`` (inside a calling window, not before the request
+    nor the record's ``until``, null only when suppressed with no end); one never suppressed
+    is answered at its latest event time, not suppressed."""
     processor = make_processor()
     last: dict[str, dict[str, Any]] = {}
     clock: dict[str, datetime] = {}
@@ -74,6 +77,14 @@ def test_a_known_supporters_answer_is_its_last_record_as_on_the_topic() -> None:
         assert answer.pop("known") is True
         blocked = answer.pop("blocked_purposes")
         assert blocked == (sorted(MARKETING_PURPOSES) if answer["suppressed"] else [])
+        nxt = answer.pop("next_call_at")
+        if answer["suppressed"] and answer["until"] is None:
+            assert nxt is None, sid
+        else:
+            when = datetime.fromisoformat(nxt)
+            assert when >= at.replace(microsecond=0), sid
+            assert answer["until"] is None or when >= datetime.fromisoformat(answer["until"])
+            assert CALENDAR.inside(None, int(when.timestamp())), sid
         if sid in last:
             scores = ("fatigue", "irritation_risk")
             for name in scores:
@@ -128,11 +139,12 @@ def test_an_answer_is_forgotten_when_the_state_changes() -> None:
 @pytest.mark.parametrize("sid", ["S-404", 'quote"and\\slash', "ü-ñ", "x" * 64])
 def test_a_never_seen_supporter_is_unknown_and_not_suppressed(sid: str) -> None:
     """Never seen: ``known: false``, not suppressed, nothing decided (``decided_at`` null),
-    nothing blocked; the shared template gives exactly the encoder's bytes, escapes
-    included."""
+    nothing blocked, callable at the next calling moment; the shared template gives exactly
+    the encoder's bytes, escapes included."""
     processor = make_processor()
     raw = processor.view.answer(sid, T0)
-    assert raw == encode_unknown_answer(sid, processor.engine.policy.version)
+    policy = processor.engine.policy
+    assert raw == encode_unknown_answer(sid, policy.version, next_call_at(policy, None, T0))
     answer = orjson.loads(raw)
     assert answer["supporter_id"] == sid
     assert (answer["known"], answer["suppressed"], answer["decided_at"]) == (False, False, None)
@@ -156,3 +168,42 @@ async def test_warm_decides_every_held_supporter_once() -> None:
     fresh.store.update(processor.store)  # type: ignore[attr-defined]
     for sid in processor.store:
         assert processor.view.answer(sid, now) == fresh.view.answer(sid, now)
+
+
+def test_next_call_at_waits_for_the_until_and_the_next_window() -> None:
+    """A supporter suppressed until a moment outside calling hours may be called at the next
+    window's opening after it: here a call declined on Friday 20 March 2026 at 22:30 local
+    (MIN_GAP, 14 days) ends on Friday 3 April at 23:30 CEST (Good Friday, a holiday), so the
+    next call is Saturday 4 April at 10:00 CEST (Saturday hours, summer time); asked at any
+    moment before the until, the answer is the same."""
+    processor = make_processor()
+    at = datetime(2026, 3, 20, 21, 30, tzinfo=UTC)  # 22:30 CET
+    (record,) = feed(processor, declined_upgrade_call("e1", at))
+    assert record["suppressed"] is True
+    for asked in (at, at + timedelta(days=5)):
+        answer = orjson.loads(processor.view.answer("S-1", asked))
+        assert answer["until"] == record["until"]
+        assert answer["next_call_at"] == "2026-04-04T08:00:00Z"
+
+
+def test_next_call_at_uses_the_supporters_zone() -> None:
+    """A supporter whose events carry ``supporter_timezone`` gets windows in that zone."""
+    processor = make_processor()
+    event = orjson.loads(
+        to_line(
+            call(
+                at=datetime(2026, 1, 5, 12, tzinfo=UTC),
+                supporter_id="S-2",
+                event_id="z1",
+                campaign_purpose="service",
+            )
+        )
+    )
+    event["supporter_timezone"] = "America/Curacao"
+    feed(processor, event)
+    asked = datetime(2026, 1, 6, 12, 0, tzinfo=UTC)  # 08:00 in Curacao, 13:00 in Amsterdam
+    answer = orjson.loads(processor.view.answer("S-2", asked))
+    assert answer["suppressed"] is False
+    assert answer["next_call_at"] == "2026-01-06T13:00:00Z"
+    unknown = orjson.loads(processor.view.answer("S-404", asked))
+    assert unknown["next_call_at"] == "2026-01-06T12:00:00Z"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 from relmon.domain import Policy, default_policy
@@ -17,7 +18,7 @@ LOYAL = at(-900)
 def _strict() -> Policy:
     """The default policy with a contact cap of one call in 30 days."""
     text = resources.files("relmon.domain").joinpath("default_policy.toml").read_text("utf-8")
-    text = text.replace('version = "2026.05.1"', 'version = "strict"').replace(
+    text = re.sub(r'version = "[^"]+"', 'version = "strict"', text, count=1).replace(
         "calls = 3", "calls = 1"
     )
     return parse_policy(text)

@@ -366,19 +366,38 @@ def build() -> db.Dashboard:
         )
     )
 
-    dash = dash.with_row(db.Row("Calls against suppressions")).with_panel(
-        graph(
-            "Calls to suppressed supporters per partner, last hour",
-            "Outbound marketing calls to supporters suppressed at the time of the call. "
-            "RelmonCallsWhileSuppressed fires at 3 in an hour, held 10 minutes.",
-            [
-                query(
-                    "sum by (partner) (increase("
-                    f"relmon_calls_while_suppressed_total{{{JOB},{partner}}}[1h]))",
-                    "{{partner}}",
-                )
-            ],
-            span=24,
+    dash = (
+        dash.with_row(db.Row("Calls against suppressions"))
+        .with_panel(
+            graph(
+                "Calls to suppressed supporters per partner, last hour",
+                "Outbound marketing calls to supporters suppressed at the time of the call. "
+                "RelmonCallsWhileSuppressed fires at 3 in an hour, held 10 minutes.",
+                [
+                    query(
+                        "sum by (partner) (increase("
+                        f"relmon_calls_while_suppressed_total{{{JOB},{partner}}}[1h]))",
+                        "{{partner}}",
+                    )
+                ],
+                span=24,
+            )
+        )
+        .with_panel(
+            graph(
+                "Calls outside calling hours per partner, last hour",
+                "Outbound marketing calls outside the policy's calling windows (supporter-local: "
+                "late evenings, Sundays, public holidays), by partner and kind of day. "
+                "RelmonCallsOutsideWindow fires at 3 in an hour, held 10 minutes.",
+                [
+                    query(
+                        "sum by (partner, day) (increase("
+                        f"relmon_calls_outside_window_total{{{JOB},{partner}}}[1h]))",
+                        "{{partner}} {{day}}",
+                    )
+                ],
+                span=24,
+            )
         )
     )
 

@@ -24,7 +24,8 @@ parameters give a byte-identical stream.
 The population is calibrated to published figures: direct-debit attrition of 3-4.5 % a month
 (Rapidata, UK), about 41 % of new monthly givers gone within a year (PFRA attrition survey),
 18 % acceptance and 6.6 % objections after telemarketing calls (DDMA Telemarketing Benchmark
-2023). Partners differ: one calls at dinner time and chases people who asked for time;
+2023). Partners differ: one calls at dinner time and chases people who asked for time; P-02
+(1 %) and P-03 (4 %) stray outside the calling windows (late evenings, Sundays);
 irritating calls raise the churn hazard (an assumption, a setting). `--show-params` prints
 every parameter with its source; `--params FILE` overrides any of them.
 

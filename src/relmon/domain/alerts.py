@@ -49,6 +49,7 @@ from relmon.domain.facts import (
     PER_MONTH,
     PURPOSES,
 )
+from relmon.domain.legal_basis import lapsed_detail
 from relmon.domain.outputs import Alert, Contact, Donation, Reason, construct
 from relmon.domain.rules import Rules, utc, whole_months
 from relmon.domain.state import Fact, SupporterState
@@ -100,6 +101,8 @@ def detail(st: SupporterState, r: Rules, reason: ReasonTuple) -> str:
         return r.fatigue_detail
     if code == "IRRITATION_RISK":
         return r.irritation_detail_loyal if ref else r.irritation_detail
+    if code == "RELATIONSHIP_LAPSED":
+        return lapsed_detail(r, ref)
     return f"{_DETAILS[code]} (event {ref})"
 
 
@@ -146,6 +149,7 @@ def call_alert(st: SupporterState, r: Rules, call_event_id: str, d: Decision) ->
         reasons=reasons_of(st, r, d),
         policy_version=r.version,
         cause_event_id=call[1],
+        window=None,
     )
 
 
@@ -219,6 +223,7 @@ def _churn_alert(st: SupporterState, r: Rules, churn: Fact, call: Fact) -> Alert
         reasons=[],
         policy_version=r.version,
         cause_event_id=eid,
+        window=None,
     )
 
 

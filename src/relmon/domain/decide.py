@@ -18,7 +18,9 @@ Modelling choices:
   is loyal at ``as_of``.
 * ``wake`` is the earliest time at which the decision changes by time alone: the earliest
   ``until``, or the moment a mandate's tenure makes the donor loyal if the irritation risk
-  would then be at or above the loyal threshold.
+  would then be at or above the loyal threshold, or the moment ``RELATIONSHIP_LAPSED``
+  starts (:mod:`relmon.domain.legal_basis`; listed after the consent reasons, which have
+  no end either).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from relmon.domain.facts import (
     OPT_OUT,
     PHONE,
 )
+from relmon.domain.legal_basis import lapse
 from relmon.domain.rules import Rules
 from relmon.domain.scoring import decayed_sum, decayed_sum_before, fatigue_items
 from relmon.domain.state import _UNKNOWN, Fact, SupporterState
@@ -87,7 +90,9 @@ def evaluate(st: SupporterState, r: Rules, as_of: int, strict: bool = False) -> 
     f_acc, f_ref = decayed_sum_before(items, as_of, strict, w.f_k, w.f_horizon)
     i_acc, i_ref = decayed_sum_before(st.irritation, as_of, strict, w.i_k, w.i_horizon)
     loyal, onset = (False, None) if not st.mandates else _loyalty(st, as_of, strict)
-    return _decide(r, reasons, as_of, f_acc, f_ref, i_acc, i_ref, loyal, onset)
+    if not st.mandates:
+        return _decide(r, reasons, as_of, f_acc, f_ref, i_acc, i_ref, loyal, onset)
+    return _with_lapse(st, r, as_of, strict, reasons, f_acc, f_ref, i_acc, i_ref, loyal, onset)
 
 
 def _evaluate_now(st: SupporterState, r: Rules, as_of: int) -> Decision:
@@ -144,6 +149,7 @@ def _evaluate_now(st: SupporterState, r: Rules, as_of: int) -> Decision:
             since = st._loyal = _loyal_since(st)
         loyal = since is not None and since <= as_of
         onset = since if since is not None and since > as_of else None
+        return _with_lapse(st, r, as_of, False, reasons, f_acc, f_ref, i_acc, i_ref, loyal, onset)
     return _decide(r, reasons, as_of, f_acc, f_ref, i_acc, i_ref, loyal, onset)
 
 
@@ -201,6 +207,33 @@ def _decide(
     return Decision(
         False, (), None, -math.expm1(-s_fatigue), -math.expm1(-s_irritation), loyal, wake
     )
+
+
+def _with_lapse(
+    st: SupporterState,
+    r: Rules,
+    as_of: int,
+    strict: bool,
+    reasons: list[ReasonTuple],
+    f_acc: float,
+    f_ref: int,
+    i_acc: float,
+    i_ref: int,
+    loyal: bool,
+    onset: int | None,
+) -> Decision:
+    """:func:`_decide` with the legal-basis reason (:mod:`relmon.domain.legal_basis`): its
+    reason when in force, its start as a wake when it lies ahead."""
+    lapsed, starts = lapse(st, r, as_of, strict)
+    if lapsed is not None:  # in the contract's order: after the reasons with no end
+        i = 0
+        while i < len(reasons) and reasons[i][1] is None:
+            i += 1
+        reasons.insert(i, lapsed)
+    d = _decide(r, reasons, as_of, f_acc, f_ref, i_acc, i_ref, loyal, onset)
+    if starts is not None and (d.wake is None or starts < d.wake):
+        return d._replace(wake=starts)
+    return d
 
 
 def _before(t: int, as_of: int, strict: bool) -> bool:

@@ -19,7 +19,8 @@ Modelling choices:
 * Old facts are forgotten once the clock passes the time the oldest of them expires
   (retention in the policy); the same age rule refuses an old fact on arrival, so
   forgetting does not let a duplicate in.
-* Alerts: see :mod:`relmon.domain.alerts`.
+* Alerts: see :mod:`relmon.domain.alerts`; ``call_outside_window`` and the supporter's
+  zone: :mod:`relmon.domain.compliance`.
 
 Late events. An event older than the clock is applied like any other (its facts go into
 the sorted lists; the decision is taken at the clock); only what the state keeps limits it
@@ -68,6 +69,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from relmon.domain.alerts import call_alert, judge_calls, link_churns, reasons_of
+from relmon.domain.compliance import note_zone, outside_window_alerts
 from relmon.domain.decide import Decision, evaluate
 from relmon.domain.events import (
     MARKETING_PURPOSES,
@@ -129,6 +131,7 @@ class Engine:
             return Outcome(st, [], [])
         r = self.rules
         nst = _HANDLERS[event.type](st, event, t, r)
+        nst = note_zone(st, nst, event.supporter_timezone, t)  # calling windows: compliance.py
         clock = st.clock
         as_of = clock if clock > t else t
         alerts: list[Alert] = []
@@ -144,6 +147,7 @@ class Engine:
         else:
             if nst.calls is not st.calls and isinstance(event, CallOutcome):
                 alerts = self._call_alerts(st, nst, event, t)  # the call was kept: outbound
+                alerts += outside_window_alerts(st, nst, r, event, t)
             if nst.calls and nst.calls[-1][0] > t:
                 alerts += judge_calls(nst, r, t)
             if nst.churns:

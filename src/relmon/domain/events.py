@@ -32,6 +32,8 @@ Modelling choices:
 * ``sentiment`` is a finite number in [-1, 1]: pydantic's JSON reader takes ``NaN``,
   ``Infinity`` and ``1e400`` (which overflows to infinity), and these are errors saying
   "must be a finite number". It is the only float field.
+* ``supporter_timezone`` (optional on every event) is an IANA zone name that ``zoneinfo``
+  knows, e.g. ``Europe/Brussels``; an unknown name is an error naming the field.
 * :func:`parse_event` decodes and validates in one pass (``TypeAdapter.validate_json``, the
   fastest path pydantic offers) and turns every failure into
   :class:`~relmon.errors.InvalidEvent` with ``field`` and ``kind`` set.
@@ -40,9 +42,12 @@ Modelling choices:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -176,6 +181,20 @@ ATTEMPT_OUTCOMES = frozenset({"no_answer", "busy", "voicemail", "wrong_number"})
 MARKETING_PURPOSES = frozenset({"upgrade", "reactivation", "acquisition", "survey", "other"})
 
 
+@cache
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown IANA time zone, e.g. Europe/Amsterdam") from None
+    return value
+
+
+# The supporter's IANA time zone, optional on every event: when given it overrides the
+# policy's calling zone for this supporter (calling windows, ``next_call_at``).
+SupporterZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_known_zone)]
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
@@ -183,6 +202,7 @@ class _Event(BaseModel):
     supporter_id: SupporterId
     occurred_at: Timestamp
     schema_version: SchemaVersion = 1
+    supporter_timezone: SupporterZone | None = None
 
 
 class CallOutcome(_Event):
@@ -334,6 +354,8 @@ def _describe(err: Any) -> tuple[str, str]:
         return field, f"must be a finite number (got {_short(err['input'])})"
     if kind == "literal_error":
         return field, f"{_short(err['input'])} is not one of {err['ctx']['expected']}"
+    if kind == "value_error":
+        return field, f"{err['ctx']['error']} (got {_short(err['input'])})"
     if kind == "dict_type" and not field:
         return "", "an event must be a JSON object"
     return field, f"{err['msg']} (got {_short(err['input'])})"

@@ -12,6 +12,10 @@ Modelling choices:
 * Alerts of both kinds share one model: ``donation`` is set for ``churn_after_contact``,
   ``reasons`` for ``call_while_suppressed``. ``contact.days_before_churn`` is whole days
   (rounded down) and null for ``call_while_suppressed``.
+* ``call_outside_window`` alerts carry ``window`` (the calling window the call missed);
+  the other kinds leave it out of their JSON (their bytes are those of before it existed).
+* The API's answer adds ``next_call_at`` after ``blocked_purposes`` (see
+  :mod:`relmon.streaming.view`).
 * ``DeadLetter`` adds ``field`` (the offending field, when known) to the contract's fields.
 """
 
@@ -35,6 +39,7 @@ ReasonCode = Literal[
     "OPTED_OUT",
     "OBJECTION",
     "DO_NOT_CALL_REQUEST",
+    "RELATIONSHIP_LAPSED",
     "COMPLAINT",
     "DECIDING_IN_OWN_TIME",
     "RECENT_UPGRADE",
@@ -43,7 +48,20 @@ ReasonCode = Literal[
     "FATIGUE",
     "IRRITATION_RISK",
 ]
-AlertKind = Literal["churn_after_contact", "call_while_suppressed"]
+AlertKind = Literal["churn_after_contact", "call_while_suppressed", "call_outside_window"]
+DayKind = Literal[
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "part_day",
+    "public_holiday",
+    "remembrance_day",
+    "banned_date",
+]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -82,6 +100,11 @@ class SuppressionAnswer(SuppressionRecord):
     decided_at: AwareDatetime | None  # type: ignore[assignment]  # null when never seen
     known: bool
     blocked_purposes: list[CampaignPurpose]
+    next_call_at: AwareDatetime | None = Field(
+        description="The earliest moment a marketing call is allowed, computed at the request: "
+        "after every reason's until and inside a calling window of the supporter's zone; "
+        "null when suppressed indefinitely."
+    )
 
 
 class Contact(_Output):
@@ -110,6 +133,18 @@ class Donation(_Output):
     tenure_months: int
 
 
+class CallingWindow(_Output):
+    """The calling window a ``call_outside_window`` call missed, in the supporter's zone."""
+
+    zone: str
+    local_time: str = Field(description="the call's time in the zone, RFC 3339 with offset")
+    day: DayKind = Field(description="the rule of the call's local date")
+    detail: str
+    opens: str | None = Field(description='"HH:MM" local, null when that day has no window')
+    closes: str | None
+    next_opens_at: AwareDatetime | None = Field(description="when calls were next allowed")
+
+
 class Alert(_Output):
     """An alert (topic ``relmon.alerts``); ``alert_id`` is deterministic."""
 
@@ -124,6 +159,7 @@ class Alert(_Output):
     reasons: list[Reason]
     policy_version: str
     cause_event_id: str
+    window: CallingWindow | None = None
 
 
 class DeadLetter(_Output):
@@ -223,7 +259,9 @@ KNOWN_SUPPRESSED = b',"known":true,"blocked_purposes":' + _BLOCKED + b"}"
 KNOWN_FREE = b',"known":true,"blocked_purposes":[]}'
 
 
-def encode_unknown_answer(supporter_id: str, policy_version: str) -> bytes:
+def encode_unknown_answer(
+    supporter_id: str, policy_version: str, next_call_at: datetime | None = None
+) -> bytes:
     """Canonical JSON of the API's answer for a supporter relmon has never seen."""
     return orjson.dumps(
         {
@@ -239,6 +277,7 @@ def encode_unknown_answer(supporter_id: str, policy_version: str) -> bytes:
             "cause_event_id": None,
             "known": False,
             "blocked_purposes": [],
+            "next_call_at": _utc(next_call_at),
         },
         option=_OPTIONS,
     )
@@ -248,42 +287,51 @@ def encode_alert(a: Alert) -> bytes:
     """Canonical JSON of an alert."""
     c = a.contact
     d = a.donation
-    return orjson.dumps(
-        {
-            "alert_id": a.alert_id,
-            "kind": a.kind,
-            "supporter_id": a.supporter_id,
-            "occurred_at": _utc(a.occurred_at),
-            "donation": None
-            if d is None
-            else {
-                "mandate_id": d.mandate_id,
-                "action": d.action,
-                "frequency": d.frequency,
-                "amount_cents_before": d.amount_cents_before,
-                "amount_cents_after": d.amount_cents_after,
-                "currency": d.currency,
-                "monthly_amount_lost_cents": d.monthly_amount_lost_cents,
-                "tenure_months": d.tenure_months,
-            },
-            "contact": {
-                "call_id": c.call_id,
-                "campaign_id": c.campaign_id,
-                "campaign_purpose": c.campaign_purpose,
-                "partner_id": c.partner_id,
-                "agent_id": c.agent_id,
-                "outcome": c.outcome,
-                "occurred_at": _utc(c.occurred_at),
-                "days_before_churn": c.days_before_churn,
-            },
-            "irritation_risk_at_contact": round(a.irritation_risk_at_contact, 6),
-            "fatigue_at_contact": round(a.fatigue_at_contact, 6),
-            "reasons": [_reason(x) for x in a.reasons],
-            "policy_version": a.policy_version,
-            "cause_event_id": a.cause_event_id,
+    doc = {
+        "alert_id": a.alert_id,
+        "kind": a.kind,
+        "supporter_id": a.supporter_id,
+        "occurred_at": _utc(a.occurred_at),
+        "donation": None
+        if d is None
+        else {
+            "mandate_id": d.mandate_id,
+            "action": d.action,
+            "frequency": d.frequency,
+            "amount_cents_before": d.amount_cents_before,
+            "amount_cents_after": d.amount_cents_after,
+            "currency": d.currency,
+            "monthly_amount_lost_cents": d.monthly_amount_lost_cents,
+            "tenure_months": d.tenure_months,
         },
-        option=_OPTIONS,
-    )
+        "contact": {
+            "call_id": c.call_id,
+            "campaign_id": c.campaign_id,
+            "campaign_purpose": c.campaign_purpose,
+            "partner_id": c.partner_id,
+            "agent_id": c.agent_id,
+            "outcome": c.outcome,
+            "occurred_at": _utc(c.occurred_at),
+            "days_before_churn": c.days_before_churn,
+        },
+        "irritation_risk_at_contact": round(a.irritation_risk_at_contact, 6),
+        "fatigue_at_contact": round(a.fatigue_at_contact, 6),
+        "reasons": [_reason(x) for x in a.reasons],
+        "policy_version": a.policy_version,
+        "cause_event_id": a.cause_event_id,
+    }
+    w = getattr(a, "window", None)  # construct() leaves an unset default out
+    if w is not None:
+        doc["window"] = {
+            "zone": w.zone,
+            "local_time": w.local_time,
+            "day": w.day,
+            "detail": w.detail,
+            "opens": w.opens,
+            "closes": w.closes,
+            "next_opens_at": _utc(w.next_opens_at),
+        }
+    return orjson.dumps(doc, option=_OPTIONS)
 
 
 def encode_dead_letter(d: DeadLetter) -> bytes:

@@ -10,14 +10,17 @@ I/O in :mod:`relmon.domain`; it happens once, before any event.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
-from datetime import time
+from datetime import date, time
+from datetime import datetime as datetime_type
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from relmon.errors import PolicyError
@@ -107,6 +110,127 @@ class Retention(_Section):
     late_event_grace_days: Annotated[int, Field(ge=0, le=365)]
 
 
+def _clock(value: Any) -> time:
+    """A ``"HH:MM"`` string as a time of day."""
+    if not isinstance(value, str) or not re.fullmatch(r"\d\d:\d\d", value):
+        raise ValueError(f'must be a time of day written "HH:MM" (got {value!r})')
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f'must be a time of day written "HH:MM" (got {value!r})') from None
+
+
+def _month_day(value: Any) -> tuple[int, int]:
+    """A ``"MM-DD"`` string as (month, day); 02-29 is allowed (it then applies in leap years)."""
+    if isinstance(value, str) and re.fullmatch(r"\d\d-\d\d", value):
+        month, day = int(value[:2]), int(value[3:])
+        try:
+            date(2024, month, day)
+        except ValueError:
+            pass
+        else:
+            return month, day
+    raise ValueError(f'must be a day of the year written "MM-DD" (got {value!r})')
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class CallingHours(_Section):
+    """The local window per weekday, ``(from, until)``; None: no calls that day."""
+
+    monday: tuple[time, time] | None
+    tuesday: tuple[time, time] | None
+    wednesday: tuple[time, time] | None
+    thursday: tuple[time, time] | None
+    friday: tuple[time, time] | None
+    saturday: tuple[time, time] | None
+    sunday: tuple[time, time] | None
+
+    @field_validator(*WEEKDAYS, mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> tuple[time, time] | None:
+        if value == [] or value == ():
+            return None
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise ValueError('must be ["HH:MM", "HH:MM"] (from, until) or [] for no calls')
+        start, end = _clock(value[0]), _clock(value[1])
+        if start >= end:
+            raise ValueError(f"the window must open before it closes (got {value!r})")
+        return start, end
+
+    @model_validator(mode="after")
+    def _some_window(self) -> CallingHours:
+        if all(self.of(day) is None for day in range(7)):
+            raise ValueError("at least one weekday needs calling hours")
+        return self
+
+    def of(self, weekday: int) -> tuple[time, time] | None:
+        """The window of a weekday (Monday is 0)."""
+        window: tuple[time, time] | None = getattr(self, WEEKDAYS[weekday])
+        return window
+
+
+class Calling(_Section):
+    """When marketing calls are allowed (see ``[calling]`` in the default policy)."""
+
+    zone: str
+    holidays_country: str
+    exempt_triggers: tuple[str, ...]
+    banned_dates: tuple[date, ...]
+    remembrance_days: tuple[tuple[int, int], ...]
+    hours: CallingHours
+    part_days: tuple[tuple[tuple[int, int], time], ...]
+
+    @field_validator("zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _zone(value)
+
+    @field_validator("holidays_country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        if value and value not in holidays.list_supported_countries():
+            raise ValueError(f"not a country the holidays package knows (got {value!r}), e.g. NL")
+        return value
+
+    @field_validator("exempt_triggers", mode="before")
+    @classmethod
+    def _strings(cls, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError('must be a list of strings, e.g. ["callback_requested"]')
+        return tuple(value)
+
+    @field_validator("banned_dates", mode="before")
+    @classmethod
+    def _dates(cls, value: Any) -> tuple[date, ...]:
+        if not isinstance(value, list) or not all(
+            isinstance(v, date) and not isinstance(v, datetime_type) for v in value
+        ):
+            raise ValueError("must be a list of TOML dates, e.g. [2026-12-01] (no quotes)")
+        return tuple(sorted(set(value)))
+
+    @field_validator("remembrance_days", mode="before")
+    @classmethod
+    def _month_days(cls, value: Any) -> tuple[tuple[int, int], ...]:
+        if not isinstance(value, list):
+            raise ValueError('must be a list of "MM-DD" strings, e.g. ["05-04"]')
+        return tuple(sorted({_month_day(v) for v in value}))
+
+    @field_validator("part_days", mode="before")
+    @classmethod
+    def _part_days(cls, value: Any) -> tuple[tuple[tuple[int, int], time], ...]:
+        if not isinstance(value, dict):
+            raise ValueError('must be a table of "MM-DD" = "HH:MM", e.g. "12-24" = "18:30"')
+        return tuple(sorted((_month_day(k), _clock(v)) for k, v in value.items()))
+
+
+class LegalBasis(_Section):
+    """How long a donorship that ended allows calls (``RELATIONSHIP_LAPSED``)."""
+
+    relationship_term_months: Annotated[int, Field(ge=0, le=1200)]
+
+
 class Policy(_Section):
     """A validated policy. ``version`` is written into every output."""
 
@@ -120,19 +244,25 @@ class Policy(_Section):
     fatigue: FatigueWeights
     irritation: IrritationWeights
     retention: Retention
+    calling: Calling
+    legal_basis: LegalBasis
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}, e.g. Europe/Amsterdam") from None
-        return value
+        return _zone(value)
 
     def horizon_days(self, half_life_days: float) -> float:
         """Age after which a contribution is below ``contribution_floor`` of its weight."""
         return half_life_days * math.log2(1.0 / self.retention.contribution_floor)
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}, e.g. Europe/Amsterdam") from None
+    return value
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -148,10 +278,19 @@ def load_policy(path: str | Path | None = None) -> Policy:
 
 
 @cache
+def _default_text() -> str:
+    return resources.files("relmon.domain").joinpath("default_policy.toml").read_text("utf-8")
+
+
+# Sections added after the first release: a policy file written before them gets the
+# shipped default's (the NL preset), so an older file still loads.
+OPTIONAL_SECTIONS = ("calling", "legal_basis")
+
+
+@cache
 def default_policy() -> Policy:
     """The policy shipped with relmon (``relmon/domain/default_policy.toml``)."""
-    text = resources.files("relmon.domain").joinpath("default_policy.toml").read_text("utf-8")
-    return parse_policy(text, source="default policy")
+    return parse_policy(_default_text(), source="default policy")
 
 
 def parse_policy(text: str, *, source: str = "policy") -> Policy:
@@ -160,6 +299,11 @@ def parse_policy(text: str, *, source: str = "policy") -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+    missing = [name for name in OPTIONAL_SECTIONS if name not in data]
+    if missing:
+        default = tomllib.loads(_default_text())
+        for name in missing:
+            data[name] = default[name]
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:

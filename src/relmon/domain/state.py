@@ -68,6 +68,7 @@ class SupporterState:
         "prune_at",
         "supporter_id",
         "wake",
+        "zone",
     )
 
     def __init__(self, supporter_id: str) -> None:
@@ -85,6 +86,8 @@ class SupporterState:
         self.last: RecordKey | None = None
         self.last_at = 0
         self.last_cause: str | None = None
+        # (t, IANA name) of the latest event that carried `supporter_timezone` (calling.py)
+        self.zone: tuple[int, str] | None = None
         # caches, not serialized (see the engine for when each is invalidated)
         self._fatigue: list[Fact] | None = None
         self._eids: set[str] | None = None
@@ -117,6 +120,7 @@ class SupporterState:
         new.last = self.last
         new.last_at = self.last_at
         new.last_cause = self.last_cause
+        new.zone = self.zone
         new._fatigue = self._fatigue
         new._f_fold = self._f_fold
         new._i_fold = self._i_fold
@@ -173,7 +177,8 @@ class SupporterState:
             self.last_at,
             self.last_cause,
         )
-        raw = orjson.dumps(doc)
+        # the zone is written only when known: other states keep their bytes
+        raw = orjson.dumps(doc if self.zone is None else (*doc, self.zone))
         if len(raw) <= COMPRESS_ABOVE:
             return _PLAIN + raw
         return _ZLIB + zlib.compress(raw, 1)
@@ -201,6 +206,8 @@ class SupporterState:
         if last is not None:
             st.last = (last[0], tuple(tuple(x) for x in last[1]), last[2])
         st.last_at, st.last_cause = doc[11], doc[12]
+        if len(doc) > 13 and doc[13] is not None:  # states written before zones have 13
+            st.zone = (doc[13][0], doc[13][1])
         st.prune_at = -(1 << 62)  # unknown here: the engine forgets and recomputes it
         return st
 
@@ -219,4 +226,5 @@ _COPIED = (
     "last",
     "last_at",
     "last_cause",
+    "zone",
 )

@@ -12,6 +12,7 @@ Metric                                               type       labels
 ``relmon_churn_after_contact_alerts_total``          counter    partner, purpose
 ``relmon_churn_monthly_amount_lost_cents_total``     counter    partner, purpose
 ``relmon_calls_while_suppressed_total``              counter    partner
+``relmon_calls_outside_window_total``                counter    partner, day
 ``relmon_dead_letters_total``                        counter    kind
 ``relmon_consumer_lag``                              gauge      topic, partition
 ``relmon_recovery_in_progress``                      gauge      –
@@ -22,6 +23,10 @@ Metric                                               type       labels
 ``relmon_http_request_duration_seconds``             histogram  method, route
 ``relmon_http_responses_total``                      counter    method, route, status_class
 ``relmon_http_not_ready_total``                      counter    route
+
+``day`` of ``relmon_calls_outside_window_total`` is ``hours`` (the call's date had a calling
+window, the call was outside it), ``no_hours`` (a weekday without hours, e.g. a Sunday) or
+``holiday`` (a public holiday, remembrance day or banned date).
 
 Every label set is bounded: event types, results, reasons, purposes and dead-letter kinds
 are the contract's enums (an unknown value is counted under ``unknown``/``OTHER``); partners
@@ -282,6 +287,14 @@ class RelmonMetrics:
             ["partner"],
             registry=registry,
         )
+        self.outside_window_calls = Counter(
+            "relmon_calls_outside_window",
+            "Outbound marketing calls outside the policy's calling windows, by partner and by "
+            "what the call's local date was (hours: outside its window; no_hours: a day "
+            "without hours, e.g. Sunday; holiday: a public holiday, remembrance or banned day).",
+            ["partner", "day"],
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "relmon_dead_letters",
             "Input messages sent to the dead-letter topic, by error kind.",
@@ -347,6 +360,8 @@ class RelmonMetrics:
             self.churn_alerts.labels(partner, purpose)
             self.amount_lost.labels(partner, purpose)
         self.suppressed_calls.labels(partner)
+        for day in WINDOW_DAYS:
+            self.outside_window_calls.labels(partner, day)
 
     def _partner(self, partner_id: str | None) -> str:
         label, admitted = self.partners.label(partner_id)
@@ -384,6 +399,14 @@ class RelmonMetrics:
     def call_while_suppressed(self, partner_id: str | None) -> None:
         self.suppressed_calls.labels(self._partner(partner_id)).inc()
 
+    def call_outside_window(
+        self, partner_id: str | None, day_kind: str | None, had_window: bool
+    ) -> None:
+        """Count a call_outside_window alert: the window's ``day``, and whether that day had
+        a window at all (``opens`` not null)."""
+        label = window_day(day_kind, had_window)
+        self.outside_window_calls.labels(self._partner(partner_id), label).inc()
+
     def dead_letter(self, kind: str) -> None:
         """Count a dead letter; kinds: :data:`DEAD_LETTER_KINDS` (else other)."""
         self.dead_letters.labels(kind if kind in DEAD_LETTER_KINDS else OTHER).inc()
@@ -419,6 +442,17 @@ class RelmonMetrics:
     def set_build_info(self, version: str, policy_version: str) -> None:
         self.build_info.clear()
         self.build_info.labels(version, policy_version).set(1)
+
+
+WINDOW_DAYS = ("hours", "no_hours", "holiday")
+_HOLIDAYS = frozenset({"public_holiday", "remembrance_day", "banned_date"})
+
+
+def window_day(day_kind: str | None, had_window: bool) -> str:
+    """The ``day`` label of a missed window (see the module docstring)."""
+    if day_kind in _HOLIDAYS:
+        return "holiday"
+    return "hours" if had_window else "no_hours"
 
 
 async def sample_consumer_lag(consumer: Any, topics: Collection[str]) -> dict[tuple[str, int], int]:

@@ -48,6 +48,7 @@ from relmon.domain.events import (
 from relmon.domain.outputs import ReasonCode, iso
 from relmon.domain.rules import add_months, utc
 from relmon.replay import svg
+from relmon.replay.calling_report import calling_section, outside_label
 
 DAY = 86_400
 REASON_ORDER: tuple[str, ...] = get_args(ReasonCode)  # the contract's order
@@ -138,6 +139,7 @@ class Analysis:
         self.first_record: int | None = None
         self.alert_kinds: Counter[str] = Counter()
         self.cws: Counter[tuple[str, str]] = Counter()  # (partner, first reason)
+        self.outside: Counter[tuple[str, str]] = Counter()  # (partner, day): calling_report
         self.end: int | None = None
         self.policy = policy
         # churn_after_contact alerts, as the engine raised them: how many and the monthly
@@ -219,6 +221,8 @@ class Analysis:
                 self.cws[(a.contact.partner_id, first)] += 1
             elif a.kind == "churn_after_contact":
                 self._churn_alert(a)
+            elif a.kind == "call_outside_window":
+                self.outside[(a.contact.partner_id, outside_label(a))] += 1
 
     def _churn_alert(self, a: Alert) -> None:
         lost = a.donation.monthly_amount_lost_cents if a.donation else 0
@@ -421,6 +425,9 @@ GLOSSARY: dict[str, str] = {
     "decays below.",
     "IRRITATION_RISK": "The irritation-risk score is at or above {irritation} ({loyal} for a "
     "loyal donor); ends when it decays below.",
+    "RELATIONSHIP_LAPSED": "The supporter's last donorship ended more than {term_months} months "
+    "ago and no phone opt-in came since: no legal basis left to call. Ends with an opt_in or a "
+    "new donorship.",
 }
 
 
@@ -782,6 +789,7 @@ def glossary(policy: Policy) -> list[str]:
         "fatigue": th.fatigue,
         "irritation": th.irritation_risk,
         "loyal": th.irritation_risk_loyal,
+        "term_months": policy.legal_basis.relationship_term_months,
     }
     rows = "".join(
         f"<tr><td>{_swatch(code)}{code}</td><td>{escape(GLOSSARY[code].format(**values))}</td></tr>"
@@ -803,6 +811,7 @@ def render(meta: ReportMeta, analysis: Analysis, extra: Sequence[str] = ()) -> s
         *_header(meta, analysis),
         *_churn_section(analysis),
         *_cws_section(analysis),
+        *calling_section(analysis.outside, analysis.marketing_calls_by_partner()),
         *_suppression_section(analysis),
         *extra,
         *glossary(analysis.policy),

@@ -38,6 +38,7 @@ REASON_COLORS: dict[str, str] = {
     "MIN_GAP": "#76b7b2",
     "FATIGUE": "#ff9da7",
     "IRRITATION_RISK": "#bab0ac",
+    "RELATIONSHIP_LAPSED": "#7b4173",
 }
 OTHER_COLOR = "#7f7f7f"
 

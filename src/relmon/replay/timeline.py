@@ -5,6 +5,10 @@ does, and emits the expiries (lifts) at their own time up to the end of the inpu
 event time of the file, or of the Kafka range read), so the records are the ones the full
 replay writes for this supporter. :func:`text_table` prints it; :func:`html` draws the
 scores over time with the suppressed periods shaded and the events marked.
+
+Each row also says when a marketing call was next allowed at that moment (``next_call_at``,
+as the API would have answered then: after the decision's ``until``, inside a calling window
+of the supporter's zone; none while suppressed with no end).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from relmon.domain import (
     SuppressionRecord,
     parse_event,
 )
+from relmon.domain.calling import calendar_for
+from relmon.domain.compliance import supporter_zone
 from relmon.domain.events import CallOutcome, ConsentChange, DonationChange, EmailEngagement
 from relmon.domain.outputs import iso
 from relmon.domain.rules import utc
@@ -48,6 +54,7 @@ class Row:
     reasons: list[str]
     records: list[SuppressionRecord] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    next_call_at: int | None = None
 
     @property
     def what(self) -> str:
@@ -82,12 +89,24 @@ def _ts(t: int) -> str:
     return str(iso(utc(t)))
 
 
+def _next(r: Row) -> str:
+    return "never (no end)" if r.next_call_at is None else _ts(r.next_call_at)
+
+
 def _reasons(record: SuppressionRecord) -> list[str]:
     out = []
     for r in record.reasons:
         until = "no end" if r.until is None else f"until {iso(r.until)}"
         out.append(f"{r.code} ({until})")
     return out
+
+
+def _next_call_at(policy: Policy, st: SupporterState, d: SuppressionRecord, t: int) -> int | None:
+    """When a marketing call was next allowed at ``t`` (None: suppressed with no end)."""
+    if d.suppressed and d.until is None:
+        return None
+    after = t if d.until is None else max(t, int(d.until.timestamp()))
+    return calendar_for(policy).next_call_at(supporter_zone(st), after)
 
 
 def build(
@@ -100,7 +119,10 @@ def build(
 
     def row(t: int, ev: Event | None, st: SupporterState, recs: list[SuppressionRecord]) -> Row:
         d = engine.decision(st, supporter_id, utc(max(t, st.clock)))
-        return Row(t, ev, st, d.fatigue, d.irritation_risk, d.suppressed, _reasons(d), recs)
+        nxt = _next_call_at(policy, st, d, t)
+        return Row(
+            t, ev, st, d.fatigue, d.irritation_risk, d.suppressed, _reasons(d), recs, [], nxt
+        )
 
     def expire_until(t: int) -> None:
         nonlocal state
@@ -162,7 +184,8 @@ def text_table(tl: Timeline) -> str:
     """The story as a plain-text table (one line per row, alerts on their own lines)."""
     lines = [
         f"{tl.supporter_id}: {len(tl.rows)} rows from {tl.source} (policy {tl.policy.version})",
-        f"{'time (UTC)':20}  {'event':58}  {'fatigue':>7}  {'irrit.':>6}  decision",
+        f"{'time (UTC)':20}  {'event':58}  {'fatigue':>7}  {'irrit.':>6}  "
+        f"{'next call (UTC)':20}  decision",
     ]
     for r in tl.rows:
         if r.records:
@@ -170,7 +193,10 @@ def text_table(tl: Timeline) -> str:
         else:
             decision = "  " + ("suppressed" if r.suppressed else "-")
         what = r.what if len(r.what) <= 58 else r.what[:57] + "…"
-        lines.append(f"{_ts(r.t):20}  {what:58}  {r.fatigue:7.3f}  {r.irritation:6.3f}  {decision}")
+        lines.append(
+            f"{_ts(r.t):20}  {what:58}  {r.fatigue:7.3f}  {r.irritation:6.3f}  "
+            f"{_next(r):20}  {decision}"
+        )
         for a in r.alerts:
             lines.append(f"{'':22}ALERT {a.kind} ({a.contact.partner_id}) {a.alert_id}")
     lines.append("* = a suppression record was emitted")
@@ -297,7 +323,17 @@ def html(tl: Timeline) -> str:
         if r.records:
             decision = "▶ " + decision
         alerts = "; ".join(f"{a.kind} ({a.contact.partner_id})" for a in r.alerts)
-        rows.append((_ts(r.t), r.what, f"{r.fatigue:.3f}", f"{r.irritation:.3f}", decision, alerts))
+        rows.append(
+            (
+                _ts(r.t),
+                r.what,
+                f"{r.fatigue:.3f}",
+                f"{r.irritation:.3f}",
+                decision,
+                _next(r),
+                alerts,
+            )
+        )
     first, last = tl.rows[0].t, tl.rows[-1].t
     body = [
         f"<h1>Timeline of supporter {escape(tl.supporter_id)}</h1>",
@@ -312,9 +348,20 @@ def html(tl: Timeline) -> str:
         "details.</p>",
         "<figure>" + chart(tl) + "</figure>",
         '<p class="explain">▶ marks a row where a suppression record was emitted '
-        "(the decision changed). Scores are those right after the row's event.</p>",
+        "(the decision changed). Scores are those right after the row's event. "
+        '"Next call" is the earliest moment a marketing call was allowed then: after the '
+        "decision's until, inside a calling window (policy [calling]); never while suppressed "
+        "with no end.</p>",
         table_html(
-            ["time (UTC)", "event", "fatigue", "irritation", "decision", "alerts"],
+            [
+                "time (UTC)",
+                "event",
+                "fatigue",
+                "irritation",
+                "decision",
+                "next call (UTC)",
+                "alerts",
+            ],
             rows,
             {2, 3},
         ),

@@ -1,15 +1,20 @@
 """Outbound call campaigns: who is dialled, when, by whom, and how the calls end.
 
 Partners differ (see :class:`~relmon.simulation.params.PartnerProfile`): how often they call
-at dinner time, whether they respect opt-outs, "asked for time" and contact gaps, and
-whether they chase. A reached call is *intrusive* when it comes at dinner time, chases an
-"asked for time", is the third call in 30 days or follows another partner's call; an
-intrusive call irritates with the supporter's latent irritability, and so does any call
-that ends in ``hung_up``, ``complaint`` or ``do_not_call``.
+at dinner time, how often they stray outside the calling windows (``strays``), whether they
+respect opt-outs, "asked for time" and contact gaps, and whether they chase. A reached call
+is *intrusive* when it comes at dinner time, chases an "asked for time", is the third call
+in 30 days or follows another partner's call; an intrusive call irritates with the
+supporter's latent irritability, and so does any call that ends in ``hung_up``,
+``complaint`` or ``do_not_call``.
 """
 
 from __future__ import annotations
 
+from datetime import time
+
+from relmon.domain.calling import calendar_for
+from relmon.domain.policy import default_policy
 from relmon.simulation.donations import Donations
 from relmon.simulation.engine import DURATION
 from relmon.simulation.population import (
@@ -37,6 +42,14 @@ _SENTIMENT = {
     "do_not_call": -0.5,
     "cancelled_donation": -0.3,
 }
+# Compliant partners keep to the default policy's calling windows (Europe/Amsterdam).
+_CALENDAR = calendar_for(default_policy())
+
+
+def _seconds(t: time) -> int:
+    return t.hour * 3600 + t.minute * 60
+
+
 _TRIGGERS = ("moved_house", "web_visit", "service_contact", "anniversary", "email_click")
 
 
@@ -57,15 +70,39 @@ class Calls(Donations):
         return True
 
     def _dial_time(self, c: Campaign, day: int) -> int:
-        """A local dialling time on ``day`` (Sundays move to Monday), per the partner's habits."""
-        if self.clock.weekday[min(day, self.clock.days)] == 6:
+        """A local dialling time on ``day``, per the partner's habits.
+
+        Inside the default policy's calling window: a day without one (Sunday, a public
+        holiday) moves to the next day with one; the time is drawn from the window, up to
+        21:00, at dinner time with the partner's ``dinner_share``. A marketing attempt strays
+        with the partner's ``strays`` share: late in the evening (22:00–23:00) or on the
+        next Sunday afternoon (14:00–18:00), half each.
+        """
+        rng = self.rng
+        if c.purpose in MARKETING and c.partner.strays and rng.random() < c.partner.strays:
+            if rng.random() < 0.5:
+                return self.clock.at(day, 22 * 3600 + rng.randrange(3600))
+            while self.clock.weekday[min(day, self.clock.days)] != 6 and day < self.clock.days:
+                day += 1
+            return self.clock.at(day, 14 * 3600 + rng.randrange(4 * 3600))
+        rule = _CALENDAR.day(None, self.clock.date_of(day))
+        for _ in range(14):
+            if rule.opens is not None or day >= self.clock.days:
+                break
             day += 1
-        if self.rng.random() < c.partner.dinner_share:
-            sod = self.rng.randrange(*DINNER)
+            rule = _CALENDAR.day(None, self.clock.date_of(day))
+        opens, closes = CALL_HOURS
+        if rule.opens is not None and rule.closes is not None:
+            opens = _seconds(rule.opens)
+            closes = min(_seconds(rule.closes), CALL_HOURS[1])
+        dinner = (max(DINNER[0], opens), min(DINNER[1], closes))
+        if dinner[0] < dinner[1] and rng.random() < c.partner.dinner_share:
+            sod = rng.randrange(*dinner)
         else:
-            sod = CALL_HOURS[0] + self.rng.randrange(10 * 3600)  # 09:00–17:30, 19:30–21:00
-            if sod >= DINNER[0]:
-                sod += DINNER[1] - DINNER[0]
+            outside = (closes - opens) - max(0, dinner[1] - dinner[0])
+            sod = opens + rng.randrange(max(outside, 1))  # e.g. 09:00–17:30, 19:30–21:00
+            if dinner[0] < dinner[1] and sod >= dinner[0]:
+                sod += dinner[1] - dinner[0]
         return self.clock.at(day, sod)
 
     def _campaign_start(self, t: int, c: Campaign) -> None:
@@ -81,7 +118,9 @@ class Calls(Donations):
         self, t: int, s: Supporter, c: Campaign, n: int, days: tuple[float, float], chase: bool
     ) -> None:
         day = self.clock.day_of(t + int(self.rng.uniform(*days) * DAY))
-        when = max(self._dial_time(c, day), t + 600)
+        when = self._dial_time(c, day)
+        if when < t + 600:  # a retry the same day: ten minutes on, inside a window
+            when = _CALENDAR.next_call_at(None, t + 600) or t + 600
         if when < c.end_ts or (chase and when < c.end_ts + 14 * DAY):
             self._at(when, self._attempt, s, c, n, chase)
 

@@ -73,6 +73,12 @@ class PartnerProfile(_Frozen):
     )
     chases_time_request: bool = Field(description="calls back within days after 'asked for time'")
     agents: Annotated[int, Field(ge=1)]
+    strays: Probability = Field(
+        0.0,
+        description="share of marketing dial attempts made outside the calling window: half "
+        "late on a weekday evening (22:00-23:00 local), half on the next Sunday afternoon; "
+        "the rest keep to the default policy's windows (assumption)",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> PartnerProfile:
@@ -120,6 +126,7 @@ def _default_partners() -> list[PartnerProfile]:
             respects_min_gap=0.85,
             chases_time_request=False,
             agents=20,
+            strays=0.01,  # assumption: an occasional late call
         ),
         # The aggressive one: dinner-time calling, chases "asked for time", ignores contact
         # rules and now and then the opt-out list. Assumption (the pattern ops must catch).
@@ -137,6 +144,7 @@ def _default_partners() -> list[PartnerProfile]:
             respects_min_gap=0.1,
             chases_time_request=True,
             agents=15,
+            strays=0.04,  # assumption: the aggressive partner strays most
         ),
         # The charity's own supporter-care desk: service and thank-you calls. Assumption.
         PartnerProfile(

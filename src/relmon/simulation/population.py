@@ -25,6 +25,7 @@ class Clock:
     """Epoch seconds ↔ local (Europe/Amsterdam) calendar for the simulated period."""
 
     def __init__(self, start: date, days: int) -> None:
+        self.start = start
         self.days = days
         self.weekday = [(start + timedelta(days=d)).weekday() for d in range(days + 1)]
         self.start_ts = int(datetime(start.year, start.month, start.day, tzinfo=ZONE).timestamp())
@@ -43,6 +44,10 @@ class Clock:
     def at(self, day: int, seconds: int) -> int:
         """Epoch seconds of local day ``day`` (0 = start) at ``seconds`` after midnight."""
         return self._midnight[min(max(day, 0), self.days)] + seconds
+
+    def date_of(self, day: int) -> date:
+        """The local date of day ``day`` (0 = start)."""
+        return self.start + timedelta(days=min(max(day, 0), self.days))
 
     def day_of(self, ts: int) -> int:
         return max(0, min(self.days, (ts - self.start_ts) // DAY))

@@ -352,3 +352,8 @@ def record_metrics(metrics: RelmonMetrics, result: Result) -> None:
             metrics.churn_alert(partner, alert.contact.campaign_purpose, lost)
         elif alert.kind == "call_while_suppressed":
             metrics.call_while_suppressed(partner)
+        elif alert.kind == "call_outside_window":
+            w = alert.window
+            metrics.call_outside_window(
+                partner, w.day if w else None, w is not None and w.opens is not None
+            )

@@ -9,8 +9,10 @@ Routes (contract sections 4 and 5)::
     GET  /metrics                       Prometheus text format
     GET  /healthz  /readyz              liveness; readiness (only after table recovery)
 
-An answer is the supporter's current decision as on the suppression topic, with ``known``
-and ``blocked_purposes`` added (schema ``schemas/suppression_answer.json``); it comes from
+An answer is the supporter's current decision as on the suppression topic, with ``known``,
+``blocked_purposes`` and ``next_call_at`` added (schema ``schemas/suppression_answer.json``;
+``next_call_at`` is the one field computed from the request's clock: the earliest moment a
+marketing call is allowed, see :mod:`relmon.domain.calling`); it comes from
 the worker's current-decision view (:mod:`relmon.streaming.view`), so ``decided_at`` is the
 causing event's time or the ``until`` that lifted it, never the request's time. A
 suppression whose ``until`` has passed reads as lifted even before the lift record is

@@ -1,0 +1,87 @@
+"""The legal basis to call: ``RELATIONSHIP_LAPSED`` when a donorship ended too long ago.
+
+A charity may call a former donor on the relationship basis for a limited term after the
+donorship ends (NL: 3 years, policy ``[legal_basis] relationship_term_months``); after that
+only an opt-in allows it. Modelling choices:
+
+* The donorship *ended* when every mandate relmon knows of has ``cancelled`` as its latest
+  status; it ended at the latest of those cancellations. ``paused`` and ``reversed`` (a
+  bank reversal of one gift) are not an end, and a supporter without any mandate status
+  never has the reason: relmon must have *seen* the relationship end.
+* The reason starts at the end plus the term (whole calendar months, UTC, as the loyalty
+  tenure) and has no end (``until`` null): it holds until an ``opt_in`` on ``phone`` or
+  ``all`` later than the end, or a new or resumed mandate. An opt-in given before the end
+  does not count (the issue's rule: "no phone opt-in since").
+* Its start is a change by time alone: :func:`lapse` returns it as a wake time, so the
+  engine's expiry (``Engine.expire``, the worker's timer, the replay's lifts) emits the
+  record when the term passes, as it does for an ``until``.
+* Mandate statuses and consent changes are kept without age limit (see
+  :mod:`relmon.domain.update`), so the rule sees years-old ends, and a late cancellation
+  or opt-in decides the same as one in time.
+* A one-off gift after the end is not seen (relmon keeps no one-off gifts), so it does not
+  renew the basis: the reason errs on the side of not calling.
+"""
+
+from __future__ import annotations
+
+from relmon.domain.facts import ALL, DONATION_ACTION, OPT_IN, PHONE
+from relmon.domain.rules import Rules, add_months
+from relmon.domain.state import SupporterState
+
+CANCELLED = DONATION_ACTION["cancelled"]
+CODE = "RELATIONSHIP_LAPSED"
+
+# (code, until, ref) as in relmon.domain.decide; ref = the event id of the ending cancellation
+LapseReason = tuple[str, None, str]
+# (end, months) -> start: a pure function, memoised (each lapsed state asks it per event)
+_STARTS: dict[tuple[int, int], int] = {}
+
+
+def lapse(
+    st: SupporterState, r: Rules, as_of: int, strict: bool = False
+) -> tuple[LapseReason | None, int | None]:
+    """The reason in force at ``as_of``, or else the time it will start (a wake), or neither.
+
+    Reads the facts at or before ``as_of`` (before it when ``strict``).
+    """
+    months = r.policy.legal_basis.relationship_term_months
+    mandates = st.mandates
+    if not months or not mandates:
+        return None, None
+    if mandates[-1][3] != CANCELLED and mandates[-1][0] <= as_of and not strict:
+        return None, None  # the latest status of some mandate is not a cancellation
+    latest: dict[str, tuple[int, str, int]] = {}
+    for fact in mandates:
+        t = fact[0]
+        if t > as_of or (t == as_of and strict):
+            break
+        latest[fact[2]] = (t, fact[1], fact[3])
+    if not latest or any(action != CANCELLED for _t, _e, action in latest.values()):
+        return None, None
+    ended, eid, _ = max(latest.values())
+    for fact in reversed(st.consents):
+        t = fact[0]
+        if t <= ended:
+            break
+        known = t < as_of or (t == as_of and not strict)
+        if known and fact[3] == OPT_IN and fact[2] in (PHONE, ALL):
+            return None, None
+    key = (ended, months)
+    starts = _STARTS.get(key)
+    if starts is None:
+        if len(_STARTS) >= 100_000:
+            _STARTS.clear()
+        starts = _STARTS[key] = add_months(ended, months)
+    if starts <= as_of:
+        return (CODE, None, eid), None
+    return None, starts
+
+
+def lapsed_detail(r: Rules, ref: object) -> str:
+    """The reason's human-readable detail."""
+    months = r.policy.legal_basis.relationship_term_months
+    term = f"{months // 12} years" if months % 12 == 0 else f"{months} months"
+    return (
+        f"donorship ended (cancellation, event {ref}) more than {term} ago "
+        "and no phone opt-in since: no legal basis to call"
+    )
