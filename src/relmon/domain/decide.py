@@ -147,6 +147,42 @@ def _evaluate_now(st: SupporterState, r: Rules, as_of: int) -> Decision:
     return _decide(r, reasons, as_of, f_acc, f_ref, i_acc, i_ref, loyal, onset)
 
 
+def keeps_decision_with_more_fatigue(
+    st: SupporterState, prev: SupporterState, r: Rules, as_of: int
+) -> bool:
+    """Whether the decision at ``as_of`` (at or after ``prev.clock``) is ``prev``'s, for a
+    state ``st`` that only adds fatigue contributions to ``prev`` (an e-mail sent).
+
+    ``prev``'s decision holds until its ``wake`` (no reason ends and no loyalty onset
+    matters before it), so only a FATIGUE reason can change: it cannot, when ``prev`` had
+    none and the new fatigue does not reach the threshold at ``as_of``. The fold is kept on
+    ``st``, so a full :func:`evaluate` after a False answer sums exactly the same way.
+    """
+    if prev.wake is not None and as_of >= prev.wake:
+        return False
+    last = prev.last
+    if last is not None:
+        for code, _until, _ref in last[1]:
+            if code == "FATIGUE":
+                return False
+    if st.mandates:
+        since = st._loyal
+        if since == _UNKNOWN:
+            since = st._loyal = _loyal_since(st)
+        if since is not None and prev.clock < since <= as_of:
+            return False
+    w = r.w
+    items = st._fatigue
+    if items is None:
+        items = fatigue_items(st, w)
+    f_acc, f_ref, st._f_fold = decayed_sum(items, as_of, w.f_k, w.f_horizon, st._f_fold)
+    if f_acc > 0.0:
+        until = math.ceil(f_ref + w.f_half_life * math.log2(f_acc / r.s_fatigue))
+        if until > as_of:
+            return False
+    return True
+
+
 def _decide(
     r: Rules,
     reasons: list[ReasonTuple],

@@ -68,7 +68,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from relmon.domain.alerts import call_alert, judge_calls, link_churns, reasons_of
-from relmon.domain.decide import Decision, evaluate
+from relmon.domain.decide import Decision, evaluate, keeps_decision_with_more_fatigue
 from relmon.domain.events import (
     MARKETING_PURPOSES,
     CallOutcome,
@@ -120,9 +120,13 @@ class Engine:
         self.policy = policy
         self.rules = Rules(policy)
 
-    def apply(self, state: SupporterState | None, event: Event) -> Outcome:
-        """Apply one event; see the module docstring for what is emitted when."""
-        t = int(event.occurred_at.timestamp())
+    def apply(self, state: SupporterState | None, event: Event, t: int | None = None) -> Outcome:
+        """Apply one event; see the module docstring for what is emitted when.
+
+        ``t`` is the event time in whole epoch seconds, when the caller has it already.
+        """
+        if t is None:
+            t = int(event.occurred_at.timestamp())
         st = state if state is not None else SupporterState(event.supporter_id)
         eid = event.event_id
         if eid in st.event_ids():
@@ -141,6 +145,14 @@ class Engine:
                     self._forget(nst, as_of)
                 nst.clock = as_of  # only the time moved; the decision stands
                 return Outcome(nst, [], [])
+        elif t >= clock and _only_emails_added(st, nst):
+            # an e-mail sent, in time order: only fatigue grew (no alert can follow from it)
+            if as_of >= nst.prune_at:
+                self._forget(nst, as_of)
+            nst.clock = as_of
+            if keeps_decision_with_more_fatigue(nst, st, r, as_of):
+                return Outcome(nst, [], [])
+            return Outcome(nst, self._emit(nst, evaluate(nst, r, as_of), as_of, eid), [])
         else:
             if nst.calls is not st.calls and isinstance(event, CallOutcome):
                 alerts = self._call_alerts(st, nst, event, t)  # the call was kept: outbound
@@ -259,5 +271,18 @@ class Engine:
                 st.markers = markers = tuple(changed)
                 dropped = True
         if dropped:
-            st._eids = None
+            st.forget_event_ids()
         st.prune_at = r.prune_at(st)
+
+
+def _only_emails_added(st: SupporterState, nst: SupporterState) -> bool:
+    """Whether ``nst`` differs from ``st`` only by its e-mails (an e-mail sent)."""
+    return (
+        nst.emails is not st.emails
+        and nst.calls is st.calls
+        and nst.irritation is st.irritation
+        and nst.markers is st.markers
+        and nst.consents is st.consents
+        and nst.mandates is st.mandates
+        and nst.churns is st.churns
+    )

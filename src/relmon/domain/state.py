@@ -50,6 +50,7 @@ class SupporterState:
     __slots__ = (
         "_consent",
         "_eids",
+        "_eids_shared",
         "_f_fold",
         "_fatigue",
         "_i_fold",
@@ -88,6 +89,7 @@ class SupporterState:
         # caches, not serialized (see the engine for when each is invalidated)
         self._fatigue: list[Fact] | None = None
         self._eids: set[str] | None = None
+        self._eids_shared = False  # the id set is another state's too: copy before adding
         self._f_fold: Any = None
         self._i_fold: Any = None
         self._consent: tuple[tuple[str, int | None, str | int], ...] | None = None
@@ -123,7 +125,9 @@ class SupporterState:
         new._consent = self._consent
         new._loyal = self._loyal
         new.prune_at = self.prune_at
-        new._eids = None if self._eids is None else self._eids.copy()
+        # the id set is shared, copied only when this copy adds an id (most copies add none)
+        new._eids = self._eids
+        new._eids_shared = True
         return new
 
     def fact_lists(self) -> tuple[list[Fact], ...]:
@@ -138,10 +142,25 @@ class SupporterState:
         )
 
     def event_ids(self) -> set[str]:
-        """The event ids of every retained fact (cached on this object)."""
+        """The event ids of every retained fact (cached on this object; do not change it:
+        :meth:`add_event_id` and :meth:`forget_event_ids` do)."""
         if self._eids is None:
             self._eids = {fact[1] for facts in self.fact_lists() for fact in facts}
+            self._eids_shared = False
         return self._eids
+
+    def add_event_id(self, event_id: str) -> None:
+        """Note the id of an event that left a fact (on a copy owned by the engine)."""
+        eids = self.event_ids()
+        if self._eids_shared:
+            eids = self._eids = set(eids)
+            self._eids_shared = False
+        eids.add(event_id)
+
+    def forget_event_ids(self) -> None:
+        """Facts were dropped: the id set is rebuilt when next needed."""
+        self._eids = None
+        self._eids_shared = False
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SupporterState):

@@ -199,7 +199,7 @@ class _Change:
             nst._consent = None
         if nst.mandates is not st.mandates:
             nst._loyal = _UNKNOWN
-        nst.event_ids().add(eid)
+        nst.add_event_id(eid)
         prune_at = t + self.rules.min_keep
         if prune_at < nst.prune_at:
             nst.prune_at = prune_at

@@ -195,7 +195,7 @@ class Replayer:
             observer.event(event)
         sid = event.supporter_id
         state = self.states.get(sid)
-        outcome = self.engine.apply(state, event)
+        outcome = self.engine.apply(state, event, t)
         late = getattr(outcome, "late", None)
         if late is None:
             stats.applied += 1
