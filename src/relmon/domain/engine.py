@@ -120,13 +120,9 @@ class Engine:
         self.policy = policy
         self.rules = Rules(policy)
 
-    def apply(self, state: SupporterState | None, event: Event, t: int | None = None) -> Outcome:
-        """Apply one event; see the module docstring for what is emitted when.
-
-        ``t`` is the event time in whole epoch seconds, when the caller has it already.
-        """
-        if t is None:
-            t = int(event.occurred_at.timestamp())
+    def apply(self, state: SupporterState | None, event: Event) -> Outcome:
+        """Apply one event; see the module docstring for what is emitted when."""
+        t = int(event.occurred_at.timestamp())
         st = state if state is not None else SupporterState(event.supporter_id)
         eid = event.event_id
         if eid in st.event_ids():
