@@ -152,7 +152,7 @@ class Engine:
         else:
             if nst.calls is not st.calls and isinstance(event, CallOutcome):
                 alerts = self._call_alerts(st, nst, event, t)  # the call was kept: outbound
-            if nst.calls and nst.calls[-1][0] > t:
+            if nst.calls and nst.calls[-1].t > t:
                 alerts += judge_calls(nst, r, t)
             if nst.churns:
                 alerts += link_churns(nst, r)
@@ -242,28 +242,28 @@ class Engine:
         r = self.rules
         dropped = False
         cut = clock - r.keep_calls
-        if st.calls and st.calls[0][0] < cut:
-            st.calls = [f for f in st.calls if f[0] >= cut]
+        if st.calls and st.calls[0].t < cut:
+            st.calls = [f for f in st.calls if f.t >= cut]
             st._fatigue = None
             dropped = True
-        if st.churns and st.churns[0][0] < cut:
-            st.churns = [f for f in st.churns if f[0] >= cut]
+        if st.churns and st.churns[0].t < cut:
+            st.churns = [f for f in st.churns if f.t >= cut]
             dropped = True
         cut = clock - r.keep_irritation
-        if st.irritation and st.irritation[0][0] < cut:
-            st.irritation = [f for f in st.irritation if f[0] >= cut]
+        if st.irritation and st.irritation[0].t < cut:
+            st.irritation = [f for f in st.irritation if f.t >= cut]
             dropped = True
         cut = clock - r.keep_emails
-        if st.emails and st.emails[0][0] < cut:
-            st.emails = [f for f in st.emails if f[0] >= cut]
+        if st.emails and st.emails[0].t < cut:
+            st.emails = [f for f in st.emails if f.t >= cut]
             st._fatigue = None
             dropped = True
         markers = st.markers
         for kind, keep in r.marker_retention:
             facts = markers[kind]
-            if facts and facts[0][0] < clock - keep:
+            if facts and facts[0].t < clock - keep:
                 changed = list(markers)
-                changed[kind] = [f for f in facts if f[0] >= clock - keep]
+                changed[kind] = [f for f in facts if f.t >= clock - keep]
                 st.markers = markers = tuple(changed)
                 dropped = True
         if dropped:

@@ -24,7 +24,13 @@ from relmon.domain import (
     SuppressionRecord,
     parse_event,
 )
-from relmon.domain.events import CallOutcome, ConsentChange, DonationChange, EmailEngagement
+from relmon.domain.events import (
+    ATTEMPT_OUTCOMES,
+    CallOutcome,
+    ConsentChange,
+    DonationChange,
+    EmailEngagement,
+)
 from relmon.domain.outputs import iso
 from relmon.domain.rules import utc
 from relmon.errors import InputFileError, InvalidEvent
@@ -191,7 +197,7 @@ def _marker(r: Row) -> svg.Marker | None:
             "bad"
             if ev.outcome in _BAD_OUTCOMES
             else "attempt"
-            if ev.outcome in ("no_answer", "busy", "voicemail", "wrong_number")
+            if ev.outcome in ATTEMPT_OUTCOMES
             else "reached"
         )
         return svg.Marker(r.t, r.fatigue, _OUTCOME_COLORS[kind], title)
