@@ -31,6 +31,7 @@ from relmon.domain.events import (
     DonationChange,
     EmailEngagement,
 )
+from relmon.domain.expiry import expire_due
 from relmon.domain.outputs import iso
 from relmon.domain.rules import utc
 from relmon.errors import InputFileError, InvalidEvent
@@ -110,14 +111,12 @@ def build(
 
     def expire_until(t: int) -> None:
         nonlocal state
-        while state is not None and state.wake is not None and state.wake <= t:
-            wake = state.wake
-            outcome = engine.expire(state, utc(wake))
+        if state is None:
+            return
+        for wake, outcome in expire_due(engine, state, t):
             state = outcome.state
             if outcome.records:
                 rows.append(row(wake, None, state, outcome.records))
-            if state.wake is not None and state.wake <= wake:
-                break  # defensive: time alone must move the wake forward
 
     for ev in events:
         t = int(ev.occurred_at.timestamp())
