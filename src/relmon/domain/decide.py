@@ -63,10 +63,20 @@ def evaluate(st: SupporterState, r: Rules, as_of: int, strict: bool = False) -> 
     """The decision at ``as_of`` from the facts (before ``as_of`` when ``strict``).
 
     At or after the state's clock (every fact counts: no fact is later than the clock) it
-    takes :func:`_evaluate_now`, which uses the caches kept on the state.
+    takes :func:`_evaluate_now`, which uses the caches kept on the state; otherwise (or for
+    a check) :func:`evaluate_scan`.
     """
     if not strict and as_of >= st.clock:
         return _evaluate_now(st, r, as_of)
+    return evaluate_scan(st, r, as_of, strict)
+
+
+def evaluate_scan(st: SupporterState, r: Rules, as_of: int, strict: bool = False) -> Decision:
+    """The reference path of :func:`evaluate`: every fact read, no cached fold or reasons.
+
+    At or after the clock the cached path must give the same decision, floats bit for bit
+    (``tests/unit/test_evaluation_paths.py`` checks it).
+    """
     reasons: list[ReasonTuple] = []
     markers = st.markers
     if st.consents or markers[DO_NOT_CALL]:

@@ -168,8 +168,10 @@ def carry_fatigue(old: SupporterState, new: SupporterState, item: Contribution |
     cached = old._fatigue
     if item is None or cached is None or cached.calls is not old.calls:
         return
+    # exactly one call or e-mail more: none dropped to keep a list under its cap
+    added = len(new.calls) + len(new.emails) - len(old.calls) - len(old.emails)
     items = cached.items
-    if cached.emails is old.emails and (not items or items[-1][:2] < item[:2]):
+    if cached.emails is old.emails and added == 1 and (not items or items[-1][:2] < item[:2]):
         new._fatigue = FatigueCache(new.calls, new.emails, [*items, item])
 
 
@@ -222,7 +224,9 @@ def decayed_sum(
     The sum is folded in canonical order, ``acc = acc * exp(k * (ref - t)) + w`` with
     ``ref`` the previous item's time; appending items extends the fold with exactly the
     operations a fold from scratch would do, so ``acc`` is a pure function of the items
-    counted, bit for bit, whatever the order they arrived in or the cache's history.
+    counted, bit for bit, whatever the order they arrived in or the cache's history. The
+    fold is reused only if it starts where a fold from scratch would: a fold made at a
+    later ``as_of`` may have left out items that count at this one.
     """
     n = len(items)
     lo = as_of - horizon
@@ -233,6 +237,7 @@ def decayed_sum(
         and items[cache.start] is cache.first
         and items[cache.end - 1] is cache.last
         and cache.first.t >= lo
+        and (cache.start == 0 or items[cache.start - 1].t < lo)
     ):
         if cache.end == n:
             return cache.acc, cache.ref, cache  # nothing new: the fold as it was
