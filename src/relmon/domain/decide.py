@@ -155,21 +155,24 @@ def keeps_decision_with_more_fatigue(
     """Whether the decision at ``as_of`` (at or after ``prev.clock``) is ``prev``'s, for a
     state ``st`` that only adds fatigue contributions to ``prev`` (an e-mail sent).
 
-    ``prev``'s decision holds until its ``wake`` (no reason ends and no loyalty onset
-    matters before it), so only a FATIGUE reason can change: it cannot, when ``prev`` had
-    none and the new fatigue does not reach the threshold at ``as_of``. The fold is kept on
-    ``st``, so a full :func:`evaluate` after a False answer sums exactly the same way.
+    ``prev``'s decision holds until its ``wake`` (no reason ends before it), except what
+    time alone changes between evaluations: a score's ``until`` moves when an old
+    contribution leaves the horizon, and so does the loyalty onset's weight. So the answer is
+    True only when ``prev`` has no score reason and no loyalty onset ahead, and the new
+    fatigue does not reach the threshold at ``as_of``: then a full evaluation would give
+    ``prev``'s decision and wake exactly. The fold is kept on ``st``, so a full
+    :func:`evaluate` after a False answer sums exactly the same way.
     """
     if prev.wake is not None and as_of >= prev.wake:
         return False
     last = prev.last
     if last is not None:
         for code, _until, _ref in last[1]:
-            if code == "FATIGUE":
+            if code == "FATIGUE" or code == "IRRITATION_RISK":
                 return False
     if st.mandates:
         since = loyal_since(st)
-        if since is not None and prev.clock < since <= as_of:
+        if since is not None and prev.clock < since:
             return False
     w = r.w
     f_acc, f_ref = fatigue_sum(st, as_of, w)

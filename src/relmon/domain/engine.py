@@ -141,8 +141,10 @@ class Engine:
                     self._forget(nst, as_of)
                 nst.clock = as_of  # only the time moved; the decision stands
                 return Outcome(nst, [], [])
-        elif t >= clock and _only_emails_added(st, nst):
-            # an e-mail sent, in time order: only fatigue grew (no alert can follow from it)
+        elif t >= clock and not nst.churns and _only_emails_added(st, nst):
+            # an e-mail sent, in time order: only fatigue grew, and no alert can follow (a
+            # remembered churn may become alertable when an earlier one is forgotten: those
+            # supporters take the full path)
             if as_of >= nst.prune_at:
                 self._forget(nst, as_of)
             nst.clock = as_of
