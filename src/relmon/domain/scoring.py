@@ -172,7 +172,7 @@ def carry_fatigue(old: SupporterState, new: SupporterState, item: Contribution |
     added = len(new.calls) + len(new.emails) - len(old.calls) - len(old.emails)
     items = cached.items
     if cached.emails is old.emails and added == 1 and (not items or items[-1][:2] < item[:2]):
-        new._fatigue = FatigueCache(new.calls, new.emails, [*items, item])
+        new._fatigue = tuple.__new__(FatigueCache, (new.calls, new.emails, [*items, item]))
 
 
 def fatigue_sum(st: SupporterState, as_of: int, w: Weights) -> tuple[float, int]:

@@ -84,6 +84,9 @@ from relmon.domain.scoring import EMAIL_SENT, call_item, carry_fatigue
 from relmon.domain.state import SupporterState
 
 F = TypeVar("F", bound=Fact)
+# builds a named tuple from a tuple without the Python-level constructor (a quarter of a
+# microsecond less per fact): for the facts made for almost every event
+_new = tuple.__new__
 _BY_LABEL = 3  # contributions are told apart by (t, eid, label)
 _BY_CHANNEL = Consent._fields.index("channel")  # consents are superseded per channel
 _BY_MANDATE = MandateStatus._fields.index("mandate_id")  # statuses per mandate
@@ -186,7 +189,7 @@ class _Change:
         if weight > 0.0:
             nst = self.new
             keep = self.clock - r.keep_irritation
-            fact = Contribution(t, eid, label, weight)
+            fact = _new(Contribution, (t, eid, label, weight))
             new = insert(nst.irritation, fact, keep, r.max_facts, _BY_LABEL)
             if new is not None:
                 nst.irritation = new
@@ -278,12 +281,13 @@ def email_facts(st: SupporterState, ev: EmailEngagement, t: int, r: Rules) -> Su
     clock = max(st.clock, t)
     ch = _Change(st, clock, r)
     if action == "sent":
-        new = insert(st.emails, Stamp(t, ev.event_id), clock - r.keep_emails, r.max_facts)
+        sent = _new(Stamp, (t, ev.event_id))
+        new = insert(st.emails, sent, clock - r.keep_emails, r.max_facts)
         if new is None:
             return None
         ch.new.emails = new
         ch.changed = True
-        ch.fatigue_item = Contribution(t, ev.event_id, EMAIL_SENT, r.w.email)
+        ch.fatigue_item = _new(Contribution, (t, ev.event_id, EMAIL_SENT, r.w.email))
     elif action in ("unsubscribed", "spam_complaint"):
         ch.irritate(t, ev.event_id, LABEL["email_" + action])
     return ch.commit(st, ev.event_id, t)
