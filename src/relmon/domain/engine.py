@@ -13,6 +13,12 @@ Modelling choices:
   too, and this is what makes its duplicate change nothing.
 * Decisions are evaluated at ``as_of = max(clock, occurred_at)``: the event time for events in
   order, the supporter's latest known time for a late one. ``decided_at`` is that ``as_of``.
+* Work is skipped only where it provably changes nothing: an event that leaves no fact
+  and comes before the next ``wake`` only moves the clock, and an e-mail sent in time order
+  is re-decided only when its fatigue could start FATIGUE or the supporter has a score
+  reason, a loyalty onset ahead or remembered churns
+  (:func:`relmon.domain.decide.keeps_decision_with_more_fatigue`;
+  ``tests/unit/test_evaluation_paths.py`` compares both with the full path).
 * A suppression record is emitted when ``(suppressed, reasons, until)`` differs from the last
   one emitted. A supporter never suppressed emits nothing (never-seen already means "not
   suppressed"); the first record is the first suppression.
