@@ -77,7 +77,7 @@ test-deploy: $(STAMP) ## promtool rule tests, dashboard drift, manifest validati
 	$(BIN)/pytest tests/deploy
 
 test-unit: $(STAMP) ## unit and component tests only (no broker)
-	$(BIN)/pytest tests/unit tests/component
+	$(BIN)/pytest tests/unit tests/component tests/golden
 
 test-integration: $(STAMP) $(KAFKA_STAMP) ## integration tests against a real broker (started by the session)
 	$(BIN)/pytest tests/integration

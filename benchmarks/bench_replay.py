@@ -9,8 +9,16 @@ temporary directory, reads its lines into memory, then times over the same ``byt
     suppression record and alert, written to /dev/null (no result files are kept).
 
 It prints events/s of both, and the ratio a_time / b_time (goal: >= 0.5, i.e. the replay
-takes at most twice the plain decoding), and for reference ``parse_event`` alone. It
-writes nothing but the temporary input file.
+takes at most twice the plain decoding), and for reference ``parse_event`` alone. Then:
+
+(d) ``relmon replay --input FILE --out DIR --no-progress`` as a whole process (a fresh
+    interpreter: imports, the time-order check, the merge, every output file written and the
+    report made), against (a) ``json.loads`` of the same file in this run (issue 12's target:
+    a_time / d_time >= 0.25, stretch 0.5);
+(e) decode + validate + apply per event: ``parse_event`` then ``Engine.apply`` on the
+    in-memory state, each event timed alone; the median and p90 in µs over the file's mix.
+
+It writes nothing but the temporary input file and the replay's output directory (removed).
 
     python benchmarks/bench_replay.py               # 1M events
     python benchmarks/bench_replay.py --events 100000
@@ -23,6 +31,8 @@ import gc
 import json
 import os
 import random
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from relmon.domain import default_policy, parse_event
+from relmon.domain import Engine, SupporterState, default_policy, parse_event
 from relmon.replay.file_replay import Replayer, fewer_gc_passes
 
 ZONE = ZoneInfo("Europe/Amsterdam")
@@ -165,6 +175,39 @@ def time_replay(lines: list[bytes]) -> tuple[float, Replayer]:
         return time.perf_counter() - started, replayer
 
 
+def time_process(path: Path, out: Path) -> float:
+    """Wall time of ``relmon replay`` over ``path`` as its own process."""
+    relmon = Path(sys.executable).with_name("relmon")
+    started = time.perf_counter()
+    subprocess.run(
+        [str(relmon), "replay", "--input", str(path), "--out", str(out), "--no-progress"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
+def per_event_us(lines: list[bytes]) -> list[float]:
+    """Decode + validate + apply of each event alone, in µs (the clock read is included)."""
+    engine = Engine(default_policy())
+    apply = engine.apply
+    states: dict[str, SupporterState] = {}
+    clock = time.perf_counter_ns
+    out: list[float] = []
+    with fewer_gc_passes():
+        for line in lines:
+            started = clock()
+            try:
+                event = parse_event(line)
+            except Exception:  # noqa: BLE001  # a bad line costs its decode only
+                out.append((clock() - started) / 1000)
+                continue
+            sid = event.supporter_id
+            states[sid] = apply(states.get(sid), event).state
+            out.append((clock() - started) / 1000)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events to generate")
@@ -176,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"generating {args.events:,} events ...", file=sys.stderr)
             generate(path, args.events)
         lines = path.read_bytes().splitlines()
+        gc.collect()
+        whole_plain = time_plain(path.read_bytes().splitlines())
+        process = time_process(path, Path(tmp) / "out")
     size = sum(len(line) for line in lines) / max(len(lines), 1)
     parse_event(lines[0])  # warm up imports and the validator
     gc.collect()
@@ -195,6 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"replay output: {s.records:,} records, {s.alerts:,} alerts, {s.dead_letters:,} dead "
         f"letters, {s.supporters:,} supporters"
+    )
+    print("(d) relmon replay as a whole process (outputs and report written):")
+    print(f"                                 {process:7.2f} s  {n / process:>10,.0f} events/s")
+    print(f"    json.loads of the same file: {whole_plain:7.2f} s")
+    print(f"ratio a_time / d_time: {whole_plain / process:.3f}  (goal >= 0.25, stretch 0.5)")
+    gc.collect()
+    costs = per_event_us(lines)
+    deciles = statistics.quantiles(costs, n=10)
+    print(
+        f"(e) decode + validate + apply per event: median {statistics.median(costs):.2f} µs, "
+        f"p90 {deciles[-1]:.2f} µs, mean {statistics.fmean(costs):.2f} µs (n = {len(costs):,})"
     )
     return 0
 

@@ -46,15 +46,15 @@ from relmon.domain.facts import (
     FREQUENCIES,
     MARKETING,
     OUTCOMES,
-    PER_MONTH,
     PURPOSES,
+    Call,
+    Churn,
 )
 from relmon.domain.legal_basis import lapsed_detail
+from relmon.domain.loyalty import monthly_amount_lost
 from relmon.domain.outputs import Alert, Contact, Donation, Reason, construct
 from relmon.domain.rules import Rules, utc, whole_months
-from relmon.domain.state import Fact, SupporterState
-
-DOWNGRADED = DONATION_ACTIONS.index("downgraded")
+from relmon.domain.state import SupporterState
 
 
 def alert_id(kind: str, supporter_id: str, event_id: str) -> str:
@@ -91,7 +91,7 @@ def detail(st: SupporterState, r: Rules, reason: ReasonTuple) -> str:
     """The human-readable detail of a reason."""
     code, _until, ref = reason
     if code in ("OPTED_OUT", "OBJECTION"):
-        channel = next((CHANNELS[f[2]] for f in st.consents if f[1] == ref), "?")
+        channel = next((CHANNELS[f.channel] for f in st.consents if f.eid == ref), "?")
         action = "opt_out" if code == "OPTED_OUT" else "objection"
         return f"{action} on {channel} (event {ref})"
     if code == "CONTACT_CAP":
@@ -122,33 +122,33 @@ def judge_calls(st: SupporterState, r: Rules, after: int) -> list[Alert]:
     """
     alerts: list[Alert] = []
     for call in st.calls:
-        if call[0] <= after or call[4] not in MARKETING or call[8] & ALERTED:
+        if call.t <= after or call.purpose not in MARKETING or call.flags & ALERTED:
             continue
-        d = evaluate(st, r, call[0], strict=True)
+        d = evaluate(st, r, call.t, strict=True)
         if d.suppressed:
-            alerts.append(call_alert(st, r, call[1], d))
+            alerts.append(call_alert(st, r, call.eid, d))
     return alerts
 
 
 def call_alert(st: SupporterState, r: Rules, call_event_id: str, d: Decision) -> Alert:
     """The call_while_suppressed alert for a call on ``st`` judged ``d``; marks the call."""
     calls = st.calls = st.calls.copy()
-    i = next(i for i in range(len(calls) - 1, -1, -1) if calls[i][1] == call_event_id)
+    i = next(i for i in range(len(calls) - 1, -1, -1) if calls[i].eid == call_event_id)
     call = calls[i]
-    calls[i] = (*call[:8], call[8] | ALERTED)
+    calls[i] = call._replace(flags=call.flags | ALERTED)
     return construct(
         Alert,
-        alert_id=alert_id("call_while_suppressed", st.supporter_id, call[1]),
+        alert_id=alert_id("call_while_suppressed", st.supporter_id, call.eid),
         kind="call_while_suppressed",
         supporter_id=st.supporter_id,
-        occurred_at=utc(call[0]),
+        occurred_at=utc(call.t),
         donation=None,
         contact=_contact(call, None),
         irritation_risk_at_contact=d.irritation,
         fatigue_at_contact=d.fatigue,
         reasons=reasons_of(st, r, d),
         policy_version=r.version,
-        cause_event_id=call[1],
+        cause_event_id=call.eid,
         window=None,
     )
 
@@ -159,47 +159,46 @@ def link_churns(st: SupporterState, r: Rules) -> list[Alert]:
     churns = st.churns
     window = r.churn_window
     for i, churn in enumerate(churns):
-        if churn[9] or _continues_a_run(churns, i, window):
+        if churn.alerted or _continues_a_run(churns, i, window):
             continue
-        contact = _last_reached_call(st.calls, churn[0] - r.churn_window, churn[0])
+        contact = _last_reached_call(st.calls, churn.t - r.churn_window, churn.t)
         if contact is None:
             continue
         if churns is st.churns:
             churns = st.churns = churns.copy()
-        churns[i] = (*churn[:9], 1)
+        churns[i] = churn._replace(alerted=1)
         alerts.append(_churn_alert(st, r, churn, contact))
     return alerts
 
 
-def _continues_a_run(churns: list[Fact], i: int, window: int) -> bool:
+def _continues_a_run(churns: list[Churn], i: int, window: int) -> bool:
     """Whether an earlier churn of the same mandate lies within ``window`` before churn ``i``.
 
     ``churns`` is sorted by ``(t, event_id)``, so "earlier" is that order (ties included).
     """
-    t, _eid, mandate_id = churns[i][:3]
+    t, mandate_id = churns[i].t, churns[i].mandate_id
     for j in range(i - 1, -1, -1):
         other = churns[j]
-        if other[0] < t - window:
+        if other.t < t - window:
             return False
-        if other[2] == mandate_id:
+        if other.mandate_id == mandate_id:
             return True
     return False
 
 
-def _last_reached_call(calls: list[Fact], lo: int, hi: int) -> Fact | None:
+def _last_reached_call(calls: list[Call], lo: int, hi: int) -> Call | None:
     for call in reversed(calls):
-        t = call[0]
+        t = call.t
         if t < lo:
             return None
-        if t <= hi and call[7] not in ATTEMPTS:
+        if t <= hi and call.outcome not in ATTEMPTS:
             return call
     return None
 
 
-def _churn_alert(st: SupporterState, r: Rules, churn: Fact, call: Fact) -> Alert:
+def _churn_alert(st: SupporterState, r: Rules, churn: Churn, call: Call) -> Alert:
     t, eid, mandate_id, action, frequency, before, after, currency, started, _ = churn
-    lost = before - after if action == DOWNGRADED else before
-    d = evaluate(st, r, call[0], strict=True)
+    d = evaluate(st, r, call.t, strict=True)
     return construct(
         Alert,
         alert_id=alert_id("churn_after_contact", st.supporter_id, eid),
@@ -214,10 +213,12 @@ def _churn_alert(st: SupporterState, r: Rules, churn: Fact, call: Fact) -> Alert
             amount_cents_before=before,
             amount_cents_after=after,
             currency=currency,
-            monthly_amount_lost_cents=round(lost * PER_MONTH.get(frequency, 0.0)),
+            monthly_amount_lost_cents=monthly_amount_lost(
+                DONATION_ACTIONS[action], FREQUENCIES[frequency], before, after
+            ),
             tenure_months=whole_months(started, t),
         ),
-        contact=_contact(call, (t - call[0]) // DAY),
+        contact=_contact(call, (t - call.t) // DAY),
         irritation_risk_at_contact=d.irritation,
         fatigue_at_contact=d.fatigue,
         reasons=[],
@@ -227,15 +228,15 @@ def _churn_alert(st: SupporterState, r: Rules, churn: Fact, call: Fact) -> Alert
     )
 
 
-def _contact(call: Fact, days_before_churn: int | None) -> Contact:
+def _contact(call: Call, days_before_churn: int | None) -> Contact:
     return construct(
         Contact,
-        call_id=call[2],
-        campaign_id=call[3],
-        campaign_purpose=PURPOSES[call[4]],
-        partner_id=call[5],
-        agent_id=call[6],
-        outcome=OUTCOMES[call[7]],
-        occurred_at=utc(call[0]),
+        call_id=call.call_id,
+        campaign_id=call.campaign_id,
+        campaign_purpose=PURPOSES[call.purpose],
+        partner_id=call.partner_id,
+        agent_id=call.agent_id,
+        outcome=OUTCOMES[call.outcome],
+        occurred_at=utc(call.t),
         days_before_churn=days_before_churn,
     )

@@ -29,21 +29,23 @@ import math
 from typing import NamedTuple
 
 from relmon.domain.facts import (
-    ACTIVE_ACTIONS,
     ALL,
     ATTEMPTS,
     DO_NOT_CALL,
     MARKETING,
-    MONTHLY,
     OBJECTION,
     OPT_IN,
     OPT_OUT,
     PHONE,
+    Consent,
+    MandateStatus,
+    Stamp,
 )
 from relmon.domain.legal_basis import lapse
+from relmon.domain.loyalty import is_active
 from relmon.domain.rules import Rules
-from relmon.domain.scoring import decayed_sum, decayed_sum_before, fatigue_items
-from relmon.domain.state import _UNKNOWN, Fact, SupporterState
+from relmon.domain.scoring import decayed_sum_before, fatigue_items, fatigue_sum, irritation_sum
+from relmon.domain.state import SupporterState
 
 # (code, until, ref): ``ref`` (the event id behind the reason, a count, or the loyal flag)
 # says what the human-readable detail is about; :func:`detail` writes the text on emission.
@@ -64,10 +66,20 @@ def evaluate(st: SupporterState, r: Rules, as_of: int, strict: bool = False) -> 
     """The decision at ``as_of`` from the facts (before ``as_of`` when ``strict``).
 
     At or after the state's clock (every fact counts: no fact is later than the clock) it
-    takes :func:`_evaluate_now`, which uses the caches kept on the state.
+    takes :func:`_evaluate_now`, which uses the caches kept on the state; otherwise (or for
+    a check) :func:`evaluate_scan`.
     """
     if not strict and as_of >= st.clock:
         return _evaluate_now(st, r, as_of)
+    return evaluate_scan(st, r, as_of, strict)
+
+
+def evaluate_scan(st: SupporterState, r: Rules, as_of: int, strict: bool = False) -> Decision:
+    """The reference path of :func:`evaluate`: every fact read, no cached fold or reasons.
+
+    At or after the clock the cached path must give the same decision, floats bit for bit
+    (``tests/unit/test_evaluation_paths.py`` checks it).
+    """
     reasons: list[ReasonTuple] = []
     markers = st.markers
     if st.consents or markers[DO_NOT_CALL]:
@@ -76,18 +88,15 @@ def evaluate(st: SupporterState, r: Rules, as_of: int, strict: bool = False) -> 
         facts = markers[kind]
         if facts:
             for fact in reversed(facts):
-                t = fact[0]
+                t = fact.t
                 if t < as_of or (t == as_of and not strict):
                     if t + duration > as_of:
-                        reasons.append((code, t + duration, fact[1]))
+                        reasons.append((code, t + duration, fact.eid))
                     break
     if st.calls:
         _call_reasons(st, r, as_of, strict, reasons)
     w = r.w
-    items = st._fatigue
-    if items is None:
-        items = fatigue_items(st, w)
-    f_acc, f_ref = decayed_sum_before(items, as_of, strict, w.f_k, w.f_horizon)
+    f_acc, f_ref = decayed_sum_before(fatigue_items(st, w), as_of, strict, w.f_k, w.f_horizon)
     i_acc, i_ref = decayed_sum_before(st.irritation, as_of, strict, w.i_k, w.i_horizon)
     loyal, onset = (False, None) if not st.mandates else _loyalty(st, as_of, strict)
     if not st.mandates:
@@ -106,18 +115,16 @@ def _evaluate_now(st: SupporterState, r: Rules, as_of: int) -> Decision:
     reasons: list[ReasonTuple] = []
     markers = st.markers
     if st.consents or markers[DO_NOT_CALL]:
-        consent = st._consent
-        if consent is None:
-            consent = st._consent = _consent_reasons(st, as_of, False)
+        consent = _consent_now(st, as_of)
         if consent:
             reasons.extend(consent)
     for kind, code, duration in r.timed_markers:
         facts = markers[kind]
         if facts:
             fact = facts[-1]
-            until = fact[0] + duration
+            until = fact.t + duration
             if until > as_of:
-                reasons.append((code, until, fact[1]))
+                reasons.append((code, until, fact.eid))
     calls = st.calls
     if calls:
         cap = r.cap_calls
@@ -125,32 +132,61 @@ def _evaluate_now(st: SupporterState, r: Rules, as_of: int) -> Decision:
             # the calls in (as_of - window, as_of] are a suffix: the cap-th most recent
             # call counts only if all the later ones do
             c = calls[-cap]
-            if c[0] > as_of - r.cap_window:
-                reasons.append(("CONTACT_CAP", c[0] + r.cap_window, c[1]))
+            if c.t > as_of - r.cap_window:
+                reasons.append(("CONTACT_CAP", c.t + r.cap_window, c.eid))
         min_gap = r.min_gap
         for call in reversed(calls):
-            t = call[0]
+            t = call.t
             if t + min_gap <= as_of:
                 break
-            if call[4] in MARKETING and call[7] not in ATTEMPTS:
-                reasons.append(("MIN_GAP", t + min_gap, call[1]))
+            if call.purpose in MARKETING and call.outcome not in ATTEMPTS:
+                reasons.append(("MIN_GAP", t + min_gap, call.eid))
                 break
     w = r.w
-    items = st._fatigue
-    if items is None:
-        items = fatigue_items(st, w)
-    f_acc, f_ref, st._f_fold = decayed_sum(items, as_of, w.f_k, w.f_horizon, st._f_fold)
-    i_acc, i_ref, st._i_fold = decayed_sum(st.irritation, as_of, w.i_k, w.i_horizon, st._i_fold)
+    f_acc, f_ref = fatigue_sum(st, as_of, w)
+    i_acc, i_ref = irritation_sum(st, as_of, w)
     if not st.mandates:
         loyal, onset = False, None
     else:
-        since = st._loyal
-        if since == _UNKNOWN:
-            since = st._loyal = _loyal_since(st)
+        since = loyal_since(st)
         loyal = since is not None and since <= as_of
         onset = since if since is not None and since > as_of else None
         return _with_lapse(st, r, as_of, False, reasons, f_acc, f_ref, i_acc, i_ref, loyal, onset)
     return _decide(r, reasons, as_of, f_acc, f_ref, i_acc, i_ref, loyal, onset)
+
+
+def keeps_decision_with_more_fatigue(
+    st: SupporterState, prev: SupporterState, r: Rules, as_of: int
+) -> bool:
+    """Whether the decision at ``as_of`` (at or after ``prev.clock``) is ``prev``'s, for a
+    state ``st`` that only adds fatigue contributions to ``prev`` (an e-mail sent).
+
+    ``prev``'s decision holds until its ``wake`` (no reason ends before it), except what
+    time alone changes between evaluations: a score's ``until`` moves when an old
+    contribution leaves the horizon, and so does the loyalty onset's weight. So the answer is
+    True only when ``prev`` has no score reason and no loyalty onset ahead, and the new
+    fatigue does not reach the threshold at ``as_of``: then a full evaluation would give
+    ``prev``'s decision and wake exactly. The fold is kept on ``st``, so a full
+    :func:`evaluate` after a False answer sums exactly the same way.
+    """
+    if prev.wake is not None and as_of >= prev.wake:
+        return False
+    last = prev.last
+    if last is not None:
+        for code, _until, _ref in last[1]:
+            if code == "FATIGUE" or code == "IRRITATION_RISK":
+                return False
+    if st.mandates:
+        since = loyal_since(st)
+        if since is not None and prev.clock < since:
+            return False
+    w = r.w
+    f_acc, f_ref = fatigue_sum(st, as_of, w)
+    if f_acc > 0.0:
+        until = math.ceil(f_ref + w.f_half_life * math.log2(f_acc / r.s_fatigue))
+        if until > as_of:
+            return False
+    return True
 
 
 def _decide(
@@ -240,10 +276,46 @@ def _before(t: int, as_of: int, strict: bool) -> bool:
     return t < as_of or (t == as_of and not strict)
 
 
+# -- the caches this module owns on a state: ``_consent`` (the consent reasons, which at or
+# after the clock do not depend on the time) and ``_loyal`` (when the donor is or becomes
+# loyal); each keyed by the identity of the lists it was derived from.
+
+
+class ConsentCache(NamedTuple):
+    consents: list[Consent]
+    do_not_call: list[Stamp]
+    reasons: tuple[ReasonTuple, ...]
+
+
+class LoyaltyCache(NamedTuple):
+    mandates: list[MandateStatus]
+    since: int | None
+
+
+def _consent_now(st: SupporterState, as_of: int) -> tuple[ReasonTuple, ...]:
+    """The consent reasons at ``as_of``, at or after every fact (cached on the state: they
+    do not depend on the time then)."""
+    cached = st._consent
+    consents, dnc = st.consents, st.markers[DO_NOT_CALL]
+    if cached is None or cached.consents is not consents or cached.do_not_call is not dnc:
+        cached = st._consent = ConsentCache(consents, dnc, _consent_reasons(st, as_of, False))
+    reasons: tuple[ReasonTuple, ...] = cached.reasons
+    return reasons
+
+
+def loyal_since(st: SupporterState) -> int | None:
+    """When the donor is (or will be) loyal by the mandates' latest statuses (cached)."""
+    cached = st._loyal
+    if cached is None or cached.mandates is not st.mandates:
+        cached = st._loyal = LoyaltyCache(st.mandates, _loyal_since(st))
+    since: int | None = cached.since
+    return since
+
+
 def _consent_reasons(st: SupporterState, as_of: int, strict: bool) -> tuple[ReasonTuple, ...]:
     out: list[ReasonTuple] = []
-    opted_out: Fact | None = None
-    objections: dict[int, Fact] = {}
+    opted_out: Consent | None = None
+    objections: dict[int, Consent] = {}
     last_opt_in: tuple[int, str] | None = None
     for fact in st.consents:
         t, eid, channel, action = fact
@@ -263,14 +335,16 @@ def _consent_reasons(st: SupporterState, as_of: int, strict: bool) -> tuple[Reas
         elif action == OBJECTION:
             objections.setdefault(channel, fact)
     if opted_out is not None:
-        out.append(("OPTED_OUT", None, opted_out[1]))
+        out.append(("OPTED_OUT", None, opted_out.eid))
     if objections:
-        out.append(("OBJECTION", None, min(objections.values())[1]))
-    for fact in st.markers[DO_NOT_CALL]:
-        if not _before(fact[0], as_of, strict):
+        out.append(("OBJECTION", None, min(objections.values()).eid))
+    for request in st.markers[DO_NOT_CALL]:
+        if not _before(request.t, as_of, strict):
             break
-        if last_opt_in is None or (fact[0], fact[1]) > last_opt_in:
-            out.append(("DO_NOT_CALL_REQUEST", None, fact[1]))  # the first request after an opt-in
+        if last_opt_in is None or request > last_opt_in:
+            out.append(
+                ("DO_NOT_CALL_REQUEST", None, request.eid)
+            )  # the first request after an opt-in
             break
     return tuple(out)
 
@@ -282,51 +356,48 @@ def _call_reasons(
     cap = r.cap_calls
     calls = st.calls
     if len(calls) >= cap:
-        counted = [
-            c for c in calls if c[0] > lo and (c[0] < as_of or (c[0] == as_of and not strict))
-        ]
+        counted = [c for c in calls if c.t > lo and (c.t < as_of or (c.t == as_of and not strict))]
         if len(counted) >= cap:
             # ends when the cap-th most recent call leaves the window
-            out.append(("CONTACT_CAP", counted[-cap][0] + r.cap_window, counted[-cap][1]))
+            out.append(("CONTACT_CAP", counted[-cap].t + r.cap_window, counted[-cap].eid))
     min_gap = r.min_gap
     for call in reversed(calls):
-        t = call[0]
+        t = call.t
         if t > as_of or (t == as_of and strict):
             continue
         if t + min_gap <= as_of:
             break
-        if call[4] in MARKETING and call[7] not in ATTEMPTS:
-            out.append(("MIN_GAP", t + min_gap, call[1]))
+        if call.purpose in MARKETING and call.outcome not in ATTEMPTS:
+            out.append(("MIN_GAP", t + min_gap, call.eid))
             break
 
 
 def _loyal_since(st: SupporterState) -> int | None:
     """When the donor is (or will be) loyal by the mandates' latest statuses, or None."""
-    latest: dict[str, Fact] = {}
+    latest: dict[str, MandateStatus] = {}
     for fact in st.mandates:
-        latest[fact[2]] = fact
+        latest[fact.mandate_id] = fact
     since = None
-    for _t, _eid, _mid, action, frequency, amount, loyal_from in latest.values():
-        active = action in ACTIVE_ACTIONS and frequency == MONTHLY and amount > 0
-        if active and (since is None or loyal_from < since):
-            since = loyal_from
+    for status in latest.values():
+        if is_active(status) and (since is None or status.loyal_from < since):
+            since = status.loyal_from
     return since
 
 
 def _loyalty(st: SupporterState, as_of: int, strict: bool) -> tuple[bool, int | None]:
     """Loyal at ``as_of``, and when a mandate active then will make the donor loyal."""
-    latest: dict[str, Fact] = {}
+    latest: dict[str, MandateStatus] = {}
     for fact in st.mandates:
-        t = fact[0]
+        t = fact.t
         if t > as_of or (t == as_of and strict):
             break
-        latest[fact[2]] = fact
+        latest[fact.mandate_id] = fact
     loyal = False
     onset: int | None = None
-    for _t, _eid, _mid, action, frequency, amount, loyal_from in latest.values():
-        if action in ACTIVE_ACTIONS and frequency == MONTHLY and amount > 0:
-            if loyal_from <= as_of:
+    for status in latest.values():
+        if is_active(status):
+            if status.loyal_from <= as_of:
                 return True, None
-            if onset is None or loyal_from < onset:
-                onset = loyal_from
+            if onset is None or status.loyal_from < onset:
+                onset = status.loyal_from
     return loyal, onset

@@ -13,6 +13,12 @@ Modelling choices:
   too, and this is what makes its duplicate change nothing.
 * Decisions are evaluated at ``as_of = max(clock, occurred_at)``: the event time for events in
   order, the supporter's latest known time for a late one. ``decided_at`` is that ``as_of``.
+* Work is skipped only where it provably changes nothing: an event that leaves no fact
+  and comes before the next ``wake`` only moves the clock, and an e-mail sent in time order
+  is re-decided only when its fatigue could start FATIGUE or the supporter has a score
+  reason, a loyalty onset ahead or remembered churns
+  (:func:`relmon.domain.decide.keeps_decision_with_more_fatigue`;
+  ``tests/unit/test_evaluation_paths.py`` compares both with the full path).
 * A suppression record is emitted when ``(suppressed, reasons, until)`` differs from the last
   one emitted. A supporter never suppressed emits nothing (never-seen already means "not
   suppressed"); the first record is the first suppression.
@@ -70,7 +76,7 @@ from typing import Any, NamedTuple
 
 from relmon.domain.alerts import call_alert, judge_calls, link_churns, reasons_of
 from relmon.domain.compliance import note_zone, outside_window_alerts
-from relmon.domain.decide import Decision, evaluate
+from relmon.domain.decide import Decision, evaluate, keeps_decision_with_more_fatigue
 from relmon.domain.events import (
     MARKETING_PURPOSES,
     CallOutcome,
@@ -144,11 +150,21 @@ class Engine:
                     self._forget(nst, as_of)
                 nst.clock = as_of  # only the time moved; the decision stands
                 return Outcome(nst, [], [])
+        elif t >= clock and not nst.churns and _only_emails_added(st, nst):
+            # an e-mail sent, in time order: only fatigue grew, and no alert can follow (a
+            # remembered churn may become alertable when an earlier one is forgotten: those
+            # supporters take the full path)
+            if as_of >= nst.prune_at:
+                self._forget(nst, as_of)
+            nst.clock = as_of
+            if keeps_decision_with_more_fatigue(nst, st, r, as_of):
+                return Outcome(nst, [], [])
+            return Outcome(nst, self._emit(nst, evaluate(nst, r, as_of), as_of, eid), [])
         else:
             if nst.calls is not st.calls and isinstance(event, CallOutcome):
                 alerts = self._call_alerts(st, nst, event, t)  # the call was kept: outbound
                 alerts += outside_window_alerts(st, nst, r, event, t)
-            if nst.calls and nst.calls[-1][0] > t:
+            if nst.calls and nst.calls[-1].t > t:
                 alerts += judge_calls(nst, r, t)
             if nst.churns:
                 alerts += link_churns(nst, r)
@@ -238,30 +254,43 @@ class Engine:
         r = self.rules
         dropped = False
         cut = clock - r.keep_calls
-        if st.calls and st.calls[0][0] < cut:
-            st.calls = [f for f in st.calls if f[0] >= cut]
+        if st.calls and st.calls[0].t < cut:
+            st.calls = [f for f in st.calls if f.t >= cut]
             st._fatigue = None
             dropped = True
-        if st.churns and st.churns[0][0] < cut:
-            st.churns = [f for f in st.churns if f[0] >= cut]
+        if st.churns and st.churns[0].t < cut:
+            st.churns = [f for f in st.churns if f.t >= cut]
             dropped = True
         cut = clock - r.keep_irritation
-        if st.irritation and st.irritation[0][0] < cut:
-            st.irritation = [f for f in st.irritation if f[0] >= cut]
+        if st.irritation and st.irritation[0].t < cut:
+            st.irritation = [f for f in st.irritation if f.t >= cut]
             dropped = True
         cut = clock - r.keep_emails
-        if st.emails and st.emails[0][0] < cut:
-            st.emails = [f for f in st.emails if f[0] >= cut]
+        if st.emails and st.emails[0].t < cut:
+            st.emails = [f for f in st.emails if f.t >= cut]
             st._fatigue = None
             dropped = True
         markers = st.markers
         for kind, keep in r.marker_retention:
             facts = markers[kind]
-            if facts and facts[0][0] < clock - keep:
+            if facts and facts[0].t < clock - keep:
                 changed = list(markers)
-                changed[kind] = [f for f in facts if f[0] >= clock - keep]
+                changed[kind] = [f for f in facts if f.t >= clock - keep]
                 st.markers = markers = tuple(changed)
                 dropped = True
         if dropped:
-            st._eids = None
+            st.forget_event_ids()
         st.prune_at = r.prune_at(st)
+
+
+def _only_emails_added(st: SupporterState, nst: SupporterState) -> bool:
+    """Whether ``nst`` differs from ``st`` only by its e-mails (an e-mail sent)."""
+    return (
+        nst.emails is not st.emails
+        and nst.calls is st.calls
+        and nst.irritation is st.irritation
+        and nst.markers is st.markers
+        and nst.consents is st.consents
+        and nst.mandates is st.mandates
+        and nst.churns is st.churns
+    )

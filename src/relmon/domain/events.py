@@ -177,6 +177,8 @@ DonationAction = Literal[
 Frequency = Literal["monthly", "quarterly", "yearly", "one_off"]
 DonationChannel = Literal["phone", "web", "bank", "post", "other"]
 
+# The outcomes that are attempts (the supporter was not reached): the one spelling of the
+# rule; everything else (the engine's codes, the report, the timeline) derives from it.
 ATTEMPT_OUTCOMES = frozenset({"no_answer", "busy", "voicemail", "wrong_number"})
 MARKETING_PURPOSES = frozenset({"upgrade", "reactivation", "acquisition", "survey", "other"})
 

@@ -20,11 +20,12 @@ from relmon.domain.facts import (
     LABELS,
     OUTCOMES,
     PURPOSES,
+    Call,
 )
 from relmon.domain.outputs import encode_record, iso
 from relmon.domain.rules import utc
 from relmon.domain.scoring import contributions, fatigue_items, fatigue_label
-from relmon.domain.state import Fact, SupporterState
+from relmon.domain.state import SupporterState
 
 if TYPE_CHECKING:
     from relmon.domain.engine import Engine
@@ -39,31 +40,33 @@ def explain(
     t = int(at.timestamp())
     d = evaluate(st, r, t)
     fatigue = [
-        (c[0], c[1], fatigue_label(c[2]), c[3], c[4])
-        for c in contributions(fatigue_items(st, w), t, w.f_k, w.f_horizon)
+        (t_, eid, fatigue_label(label), weight, value)
+        for t_, eid, label, weight, value in contributions(
+            fatigue_items(st, w), t, w.f_k, w.f_horizon
+        )
     ]
     irritation = [
-        (c[0], c[1], LABELS[c[2]], c[3], c[4])
-        for c in contributions(st.irritation, t, w.i_k, w.i_horizon)
+        (t_, eid, LABELS[label], weight, value)
+        for t_, eid, label, weight, value in contributions(st.irritation, t, w.i_k, w.i_horizon)
     ]
     consent: dict[str, dict[str, object]] = {}
-    for ct, eid, channel, action in st.consents:
-        if ct <= t:
-            consent[CHANNELS[channel]] = {
-                "action": CONSENT_ACTIONS[action],
-                "at": _ts(ct),
-                "event_id": eid,
+    for c in st.consents:
+        if c.t <= t:
+            consent[CHANNELS[c.channel]] = {
+                "action": CONSENT_ACTIONS[c.action],
+                "at": _ts(c.t),
+                "event_id": c.eid,
             }
     mandates: dict[str, dict[str, object]] = {}
-    for mt, eid, mandate_id, action, frequency, amount, loyal_from in st.mandates:
-        if mt <= t:
-            mandates[mandate_id] = {
-                "action": DONATION_ACTIONS[action],
-                "frequency": FREQUENCIES[frequency],
-                "amount_cents": amount,
-                "at": _ts(mt),
-                "loyal_from": _ts(loyal_from),
-                "event_id": eid,
+    for m in st.mandates:
+        if m.t <= t:
+            mandates[m.mandate_id] = {
+                "action": DONATION_ACTIONS[m.action],
+                "frequency": FREQUENCIES[m.frequency],
+                "amount_cents": m.amount,
+                "at": _ts(m.t),
+                "loyal_from": _ts(m.loyal_from),
+                "event_id": m.eid,
             }
     return {
         "supporter_id": supporter_id,
@@ -82,7 +85,7 @@ def explain(
         "loyal": d.loyal,
         "mandates": mandates,
         "consent": consent,
-        "recent_calls": [_call(c) for c in st.calls if c[0] <= t],
+        "recent_calls": [_call(c) for c in st.calls if c.t <= t],
         "decision": orjson.loads(encode_record(engine.decision(st, supporter_id, at))),
     }
 
@@ -102,15 +105,15 @@ def _contribution(c: tuple[int, str, str, float, float]) -> dict[str, object]:
     }
 
 
-def _call(c: Fact) -> dict[str, object]:
+def _call(c: Call) -> dict[str, object]:
     return {
-        "event_id": c[1],
-        "call_id": c[2],
-        "campaign_id": c[3],
-        "campaign_purpose": PURPOSES[c[4]],
-        "partner_id": c[5],
-        "agent_id": c[6],
-        "outcome": OUTCOMES[c[7]],
-        "reached": c[7] not in ATTEMPTS,
-        "at": _ts(c[0]),
+        "event_id": c.eid,
+        "call_id": c.call_id,
+        "campaign_id": c.campaign_id,
+        "campaign_purpose": PURPOSES[c.purpose],
+        "partner_id": c.partner_id,
+        "agent_id": c.agent_id,
+        "outcome": OUTCOMES[c.outcome],
+        "reached": c.outcome not in ATTEMPTS,
+        "at": _ts(c.t),
     }

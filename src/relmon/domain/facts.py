@@ -1,28 +1,104 @@
-"""The small integer codes and tuple shapes of the facts a supporter's state keeps.
+"""The facts a supporter's state keeps, and the small integer codes they use.
 
-Facts are plain tuples (no pydantic, no objects): cheap to build, compare and serialize.
-Every fact starts with ``(t, event_id)``: ``t`` is the event time in whole epoch seconds
-(fractions dropped). Lists of facts are kept sorted by ``(t, event_id)``, the canonical order
-in which scores are summed, so the floats do not depend on the order of arrival.
+Facts are named tuples (:class:`typing.NamedTuple`): read by name (``call.outcome``), yet
+tuples, so they are cheap to build, compare and serialize (as JSON arrays, in field order).
+Every fact starts with ``(t, eid)``: ``t`` is the event time in whole epoch seconds
+(fractions dropped). Lists of facts are kept sorted by ``(t, eid)``, the canonical order in
+which scores are summed, so the floats do not depend on the order of arrival.
 
-========== ====================================================================
-list       tuple
-========== ====================================================================
-calls      (t, eid, call_id, campaign_id, purpose, partner_id, agent_id, outcome, flags)
-           outbound calls only; ``flags``: ``DINNER`` | ``ALERTED`` (call_while_suppressed)
-irritation (t, eid, label, weight)            one per (event, label)
-emails     (t, eid)                           marketing e-mails sent
-markers    (t, eid) in four lists, by kind    complaint, info_requested, converted, do_not_call
-consents   (t, eid, channel, action)
-mandates   (t, eid, mandate_id, action, frequency, amount_after, loyal_from)
-churns     (t, eid, mandate_id, action, frequency, before, after, currency, started_at,
-           alerted)                           churns of loyal donors (may still raise an alert)
-========== ====================================================================
+========== ============== =============================================================
+list       fact           what
+========== ============== =============================================================
+calls      :class:`Call`  outbound calls only; ``flags``: ``DINNER`` | ``ALERTED``
+irritation :class:`Contribution` one per (event, label), ``label`` an index of ``LABELS``
+emails     :class:`Stamp` marketing e-mails sent
+markers    :class:`Stamp` in four lists, by kind: complaint, info_requested, converted,
+                          do_not_call
+consents   :class:`Consent`
+mandates   :class:`MandateStatus` the latest statuses of the mandates
+churns     :class:`Churn` churns of loyal donors (may still raise an alert)
+========== ============== =============================================================
+
+Fatigue contributions (:class:`Contribution` too) are derived from calls and e-mails when
+scored, not stored. The order of the fields is part of the serialized state: never change it.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final, NamedTuple
+
+from relmon.domain.events import ATTEMPT_OUTCOMES
+
+
+class Stamp(NamedTuple):
+    """An e-mail sent, or a marker (complaint, info_requested, converted, do_not_call)."""
+
+    t: int
+    eid: str
+
+
+class Call(NamedTuple):
+    """An outbound call."""
+
+    t: int
+    eid: str
+    call_id: str
+    campaign_id: str
+    purpose: int  # index of PURPOSES
+    partner_id: str
+    agent_id: str | None
+    outcome: int  # index of OUTCOMES
+    flags: int  # DINNER | ALERTED (a call_while_suppressed alert was raised for it)
+
+
+class Contribution(NamedTuple):
+    """A weight added to a score at ``t``: irritation (``label`` indexes ``LABELS``) or
+    fatigue (``label`` as :func:`relmon.domain.scoring.fatigue_label` reads it)."""
+
+    t: int
+    eid: str
+    label: int
+    weight: float
+
+
+class Consent(NamedTuple):
+    """A consent change."""
+
+    t: int
+    eid: str
+    channel: int  # index of CHANNELS
+    action: int  # OPT_OUT, OBJECTION or OPT_IN
+
+
+class MandateStatus(NamedTuple):
+    """A mandate's status after a donation change (not ``one_off``)."""
+
+    t: int
+    eid: str
+    mandate_id: str
+    action: int  # index of DONATION_ACTIONS
+    frequency: int  # index of FREQUENCIES
+    amount: int  # amount_cents_after
+    loyal_from: int  # when the mandate's tenure makes the donor loyal
+
+
+class Churn(NamedTuple):
+    """A churn of a donor loyal by the churn itself (for churn_after_contact)."""
+
+    t: int
+    eid: str
+    mandate_id: str
+    action: int
+    frequency: int
+    before: int
+    after: int
+    currency: str
+    started_at: int
+    alerted: int  # 1 once its alert was raised
+
+
+# Any fact, for the code that handles every list alike (sorting, retention, ids)
+Fact = tuple[Any, ...]
 
 DAY: Final = 86_400
 
@@ -58,7 +134,8 @@ OUTCOMES: Final = (
     "cancelled_donation",
 )
 OUTCOME = {name: i for i, name in enumerate(OUTCOMES)}
-ATTEMPTS: Final = frozenset(OUTCOME[o] for o in ("no_answer", "busy", "voicemail", "wrong_number"))
+# the outcomes that did not reach the supporter, as codes (the rule: events.ATTEMPT_OUTCOMES)
+ATTEMPTS: Final = frozenset(OUTCOME[o] for o in ATTEMPT_OUTCOMES)
 
 # call flags
 DINNER: Final = 1
@@ -96,18 +173,9 @@ DONATION_ACTIONS: Final = (
     "one_off",
 )
 DONATION_ACTION = {name: i for i, name in enumerate(DONATION_ACTIONS)}
-ACTIVE_ACTIONS: Final = frozenset(
-    DONATION_ACTION[a] for a in ("started", "upgraded", "downgraded", "resumed", "payment_failed")
-)
 FREQUENCIES: Final = ("monthly", "quarterly", "yearly", "one_off")
 FREQUENCY = {name: i for i, name in enumerate(FREQUENCIES)}
 MONTHLY: Final = FREQUENCY["monthly"]
-# Periods per month, to turn a quarterly or yearly amount into a monthly one.
-PER_MONTH: Final = {
-    FREQUENCY["monthly"]: 1.0,
-    FREQUENCY["quarterly"]: 1 / 3,
-    FREQUENCY["yearly"]: 1 / 12,
-}
 
 # irritation labels (fatigue labels are built from the call in scoring)
 LABELS: Final = (

@@ -48,23 +48,24 @@ def lapse(
     mandates = st.mandates
     if not months or not mandates:
         return None, None
-    if mandates[-1][3] != CANCELLED and mandates[-1][0] <= as_of and not strict:
+    last = mandates[-1]
+    if last.action != CANCELLED and last.t <= as_of and not strict:
         return None, None  # the latest status of some mandate is not a cancellation
     latest: dict[str, tuple[int, str, int]] = {}
     for fact in mandates:
-        t = fact[0]
+        t = fact.t
         if t > as_of or (t == as_of and strict):
             break
-        latest[fact[2]] = (t, fact[1], fact[3])
+        latest[fact.mandate_id] = (t, fact.eid, fact.action)
     if not latest or any(action != CANCELLED for _t, _e, action in latest.values()):
         return None, None
     ended, eid, _ = max(latest.values())
-    for fact in reversed(st.consents):
-        t = fact[0]
+    for consent in reversed(st.consents):
+        t = consent.t
         if t <= ended:
             break
         known = t < as_of or (t == as_of and not strict)
-        if known and fact[3] == OPT_IN and fact[2] in (PHONE, ALL):
+        if known and consent.action == OPT_IN and consent.channel in (PHONE, ALL):
             return None, None
     key = (ended, months)
     starts = _STARTS.get(key)

@@ -71,15 +71,15 @@ class Rules:
     def prune_at(self, st: Any) -> int:
         """When the oldest retained fact of ``st`` expires (``_forget`` is due)."""
         heads = [
-            st.calls[0][0] + self.keep_calls if st.calls else _NEVER,
-            st.churns[0][0] + self.keep_calls if st.churns else _NEVER,
-            st.irritation[0][0] + self.keep_irritation if st.irritation else _NEVER,
-            st.emails[0][0] + self.keep_emails if st.emails else _NEVER,
+            st.calls[0].t + self.keep_calls if st.calls else _NEVER,
+            st.churns[0].t + self.keep_calls if st.churns else _NEVER,
+            st.irritation[0].t + self.keep_irritation if st.irritation else _NEVER,
+            st.emails[0].t + self.keep_emails if st.emails else _NEVER,
         ]
         for kind, keep in self.marker_retention:
             facts = st.markers[kind]
             if facts:
-                heads.append(facts[0][0] + keep)
+                heads.append(facts[0].t + keep)
         return min(heads)
 
 

@@ -31,9 +31,9 @@ from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from relmon.domain.facts import ATTEMPTS, DAY, DINNER
+from relmon.domain.facts import ATTEMPTS, DAY, DINNER, Call, Contribution, Stamp
 from relmon.domain.policy import Policy
-from relmon.domain.state import Fact, SupporterState
+from relmon.domain.state import SupporterState
 
 LN2 = math.log(2.0)
 
@@ -105,20 +105,21 @@ class Weights:
 EMAIL_SENT = -1
 
 
-def call_item(calls: list[Fact], i: int, w: Weights) -> Fact:
-    """The fatigue contribution ``(t, eid, label, weight)`` of ``calls[i]``."""
-    t, eid, _cid, _camp, _purpose, partner, _agent, outcome, flags = calls[i]
+def call_item(calls: list[Call], i: int, w: Weights) -> Contribution:
+    """The fatigue contribution of ``calls[i]``."""
+    call = calls[i]
+    t, partner, flags = call.t, call.partner_id, call.flags
     lo = t - w.partner_window
     others: set[str] = set()
     j = len(calls) - 1
     while j >= 0:
         c = calls[j]
-        if c[0] < lo:
+        if c.t < lo:
             break
-        if c[0] <= t and c[5] != partner:
-            others.add(c[5])
+        if c.t <= t and c.partner_id != partner:
+            others.add(c.partner_id)
         j -= 1
-    reached = outcome not in ATTEMPTS
+    reached = call.outcome not in ATTEMPTS
     weight = w.reached if reached else w.attempt
     label = int(reached)
     if flags & DINNER:
@@ -127,21 +128,63 @@ def call_item(calls: list[Fact], i: int, w: Weights) -> Fact:
     if others:
         weight *= 1.0 + w.extra_partner * len(others)
         label |= len(others) << 2
-    return (t, eid, label, weight)
+    return Contribution(t, call.eid, label, weight)
 
 
-def fatigue_items(st: SupporterState, w: Weights) -> list[Fact]:
-    """``(t, event_id, label, weight)`` of every fatigue contribution, canonical order."""
+# -- the caches this module owns on a state: ``_fatigue`` (the fatigue contributions of its
+# calls and e-mails, with the two lists they were derived from), ``_f_fold`` and ``_i_fold``
+# (the folded sums, see :class:`Fold`). Each is valid for the lists it names by identity:
+# fact lists are replaced, never changed, so a new list is a new key and nothing else needs
+# to invalidate them.
+
+
+class FatigueCache(NamedTuple):
+    """``items``: the fatigue contributions derived from ``calls`` and ``emails``."""
+
+    calls: list[Call]
+    emails: list[Stamp]
+    items: list[Contribution]
+
+
+def fatigue_items(st: SupporterState, w: Weights) -> list[Contribution]:
+    """Every fatigue contribution of ``st``, in canonical order (cached on the state)."""
     cached = st._fatigue
-    if cached is not None:
-        return cached
-    calls = st.calls
+    calls, emails = st.calls, st.emails
+    if cached is not None and cached.calls is calls and cached.emails is emails:
+        found: list[Contribution] = cached.items
+        return found
     items = [call_item(calls, i, w) for i in range(len(calls))]
-    if st.emails:
-        items.extend((t, eid, EMAIL_SENT, w.email) for t, eid in st.emails)
+    if emails:
+        items.extend(Contribution(t, eid, EMAIL_SENT, w.email) for t, eid in emails)
         items.sort(key=_canonical)
-    st._fatigue = items
+    st._fatigue = FatigueCache(calls, emails, items)
     return items
+
+
+def carry_fatigue(old: SupporterState, new: SupporterState, item: Contribution | None) -> None:
+    """Give ``new`` (``old`` with calls or e-mails added) ``old``'s cached fatigue items and
+    ``item``, when ``item`` is the only new contribution and goes after every other one (the
+    common, in-order case); otherwise ``new`` computes its own when first scored."""
+    cached = old._fatigue
+    if item is None or cached is None or cached.calls is not old.calls:
+        return
+    # exactly one call or e-mail more: none dropped to keep a list under its cap
+    added = len(new.calls) + len(new.emails) - len(old.calls) - len(old.emails)
+    items = cached.items
+    if cached.emails is old.emails and added == 1 and (not items or items[-1][:2] < item[:2]):
+        new._fatigue = tuple.__new__(FatigueCache, (new.calls, new.emails, [*items, item]))
+
+
+def fatigue_sum(st: SupporterState, as_of: int, w: Weights) -> tuple[float, int]:
+    """Fatigue's ``(acc, ref)`` at ``as_of`` (at or after every fact), from the cached fold."""
+    acc, ref, st._f_fold = decayed_sum(fatigue_items(st, w), as_of, w.f_k, w.f_horizon, st._f_fold)
+    return acc, ref
+
+
+def irritation_sum(st: SupporterState, as_of: int, w: Weights) -> tuple[float, int]:
+    """Irritation's ``(acc, ref)`` at ``as_of`` (at or after every fact), from the cached fold."""
+    acc, ref, st._i_fold = decayed_sum(st.irritation, as_of, w.i_k, w.i_horizon, st._i_fold)
+    return acc, ref
 
 
 def fatigue_label(label: int) -> str:
@@ -156,15 +199,15 @@ def fatigue_label(label: int) -> str:
     return name
 
 
-def _canonical(fact: Fact) -> tuple[int, str]:
-    return fact[0], fact[1]
+def _canonical(fact: Contribution) -> tuple[int, str]:
+    return fact.t, fact.eid
 
 
 class Fold(NamedTuple):
     """A decayed sum folded over ``items[start:count]``: reusable while they stay in range."""
 
-    first: Fact
-    last: Fact
+    first: Contribution
+    last: Contribution
     start: int
     end: int
     acc: float
@@ -172,7 +215,7 @@ class Fold(NamedTuple):
 
 
 def decayed_sum(
-    items: list[Fact], as_of: int, k: float, horizon: int, cache: Fold | None
+    items: list[Contribution], as_of: int, k: float, horizon: int, cache: Fold | None
 ) -> tuple[float, int, Fold | None]:
     """``(acc, ref, fold)``: S at ``ref`` (the last item's time) over the items counting at
     ``as_of``, which is at or after every item. S at ``as_of`` is
@@ -181,7 +224,9 @@ def decayed_sum(
     The sum is folded in canonical order, ``acc = acc * exp(k * (ref - t)) + w`` with
     ``ref`` the previous item's time; appending items extends the fold with exactly the
     operations a fold from scratch would do, so ``acc`` is a pure function of the items
-    counted, bit for bit, whatever the order they arrived in or the cache's history.
+    counted, bit for bit, whatever the order they arrived in or the cache's history. The
+    fold is reused only if it starts where a fold from scratch would: a fold made at a
+    later ``as_of`` may have left out items that count at this one.
     """
     n = len(items)
     lo = as_of - horizon
@@ -191,46 +236,51 @@ def decayed_sum(
         and cache.end <= n
         and items[cache.start] is cache.first
         and items[cache.end - 1] is cache.last
-        and cache.first[0] >= lo
+        and cache.first.t >= lo
+        and (cache.start == 0 or items[cache.start - 1].t < lo)
     ):
         if cache.end == n:
             return cache.acc, cache.ref, cache  # nothing new: the fold as it was
         start, acc, ref = cache.start, cache.acc, cache.ref
         for item in items[cache.end :]:
-            t = item[0]
-            acc = acc * exp(k * (ref - t)) + item[3]
+            t = item.t
+            acc = acc * exp(k * (ref - t)) + item.weight
             ref = t
     else:
         start = 0
-        while start < n and items[start][0] < lo:
+        while start < n and items[start].t < lo:
             start += 1
         if start == n:
             return 0.0, 0, None
-        acc, ref = 0.0, items[start][0]
+        acc, ref = 0.0, items[start].t
         for item in items[start:]:
-            t = item[0]
-            acc = acc * exp(k * (ref - t)) + item[3]
+            t = item.t
+            acc = acc * exp(k * (ref - t)) + item.weight
             ref = t
     return acc, ref, Fold(items[start], items[-1], start, n, acc, ref)
 
 
 def decayed_sum_before(
-    items: list[Fact], as_of: int, strict: bool, k: float, horizon: int
+    items: list[Contribution], as_of: int, strict: bool, k: float, horizon: int
 ) -> tuple[float, int]:
-    """``(acc, ref)`` at any ``as_of`` (items after it, or at it when ``strict``, left out)."""
+    """``(acc, ref)`` at any ``as_of`` (items after it, or at it when ``strict``, left out).
+
+    The reference path: :func:`decayed_sum` must give the same floats, bit for bit, at or
+    after the last item (``tests/unit/test_evaluation_paths.py``).
+    """
     lo = as_of - horizon
     exp = math.exp
     acc = 0.0
     ref: int | None = None
     for item in items:
-        t = item[0]
+        t = item.t
         if t > as_of or (strict and t == as_of):
             break
         if t < lo:
             continue
         if ref is None:
             ref = t
-        acc = acc * exp(k * (ref - t)) + item[3]
+        acc = acc * exp(k * (ref - t)) + item.weight
         ref = t
     return (0.0, 0) if ref is None else (acc, ref)
 
@@ -257,7 +307,7 @@ def falls_below_at(acc: float, ref: int, s_threshold: float, half_life: float) -
 
 
 def contributions(
-    items: list[Fact], as_of: int, k: float, horizon: int
+    items: list[Contribution], as_of: int, k: float, horizon: int
 ) -> list[tuple[int, str, int, float, float]]:
     """``(t, event_id, label, weight, current value)`` of the items counting at ``as_of``."""
     return [

@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from relmon.domain.facts import Call, Churn, Consent, Contribution, MandateStatus, Stamp
 from relmon.errors import RelmonError
 
 # The first byte says how the rest is written: orjson, or zlib-compressed orjson.
@@ -39,8 +40,6 @@ _PLAIN = b"\x01"
 _ZLIB = b"\x02"
 COMPRESS_ABOVE = 1000
 
-Fact = tuple[Any, ...]
-_UNKNOWN = -(1 << 63)  # "not computed yet" for the loyalty cache
 RecordKey = tuple[bool, tuple[tuple[str, int | None, str | int], ...], int | None]
 
 
@@ -50,6 +49,7 @@ class SupporterState:
     __slots__ = (
         "_consent",
         "_eids",
+        "_eids_shared",
         "_f_fold",
         "_fatigue",
         "_i_fold",
@@ -75,26 +75,32 @@ class SupporterState:
         self.supporter_id = supporter_id
         self.clock = 0
         self.wake: int | None = None
-        self.calls: list[Fact] = []
-        self.irritation: list[Fact] = []
-        self.emails: list[Fact] = []
-        self.markers: tuple[list[Fact], ...] = ([], [], [], [])
-        self.consents: list[Fact] = []
-        self.mandates: list[Fact] = []
-        self.churns: list[Fact] = []
+        self.calls: list[Call] = []
+        self.irritation: list[Contribution] = []
+        self.emails: list[Stamp] = []
+        self.markers: tuple[list[Stamp], ...] = ([], [], [], [])
+        self.consents: list[Consent] = []
+        self.mandates: list[MandateStatus] = []
+        self.churns: list[Churn] = []
         # the last emitted record: its key, decided_at and cause event id
         self.last: RecordKey | None = None
         self.last_at = 0
         self.last_cause: str | None = None
         # (t, IANA name) of the latest event that carried `supporter_timezone` (calling.py)
         self.zone: tuple[int, str] | None = None
-        # caches, not serialized (see the engine for when each is invalidated)
-        self._fatigue: list[Fact] | None = None
+        # Caches, not serialized. Each has one owner, the only module that reads or writes
+        # it; each is keyed by the identity of the fact lists it was derived from (lists are
+        # replaced, never changed), so none needs invalidating elsewhere.
+        # relmon.domain.state: the event ids of the retained facts (duplicates)
         self._eids: set[str] | None = None
+        self._eids_shared = False  # the id set is another state's too: copy before adding
+        # relmon.domain.scoring: fatigue items (a FatigueCache), the score folds (Fold)
+        self._fatigue: Any = None
         self._f_fold: Any = None
         self._i_fold: Any = None
-        self._consent: tuple[tuple[str, int | None, str | int], ...] | None = None
-        self._loyal: int | None = _UNKNOWN
+        # relmon.domain.decide: consent reasons, loyalty onset (ConsentCache, LoyaltyCache)
+        self._consent: Any = None
+        self._loyal: Any = None
         # a time at or before which the oldest fact expires (the engine then forgets);
         # no facts yet, so never (a state read from bytes starts at "now": see from_bytes)
         self.prune_at = 1 << 62
@@ -127,10 +133,12 @@ class SupporterState:
         new._consent = self._consent
         new._loyal = self._loyal
         new.prune_at = self.prune_at
-        new._eids = None if self._eids is None else self._eids.copy()
+        # the id set is shared, copied only when this copy adds an id (most copies add none)
+        new._eids = self._eids
+        new._eids_shared = True
         return new
 
-    def fact_lists(self) -> tuple[list[Fact], ...]:
+    def fact_lists(self) -> tuple[list[Any], ...]:
         return (
             self.calls,
             self.irritation,
@@ -142,10 +150,25 @@ class SupporterState:
         )
 
     def event_ids(self) -> set[str]:
-        """The event ids of every retained fact (cached on this object)."""
+        """The event ids of every retained fact (cached on this object; do not change it:
+        :meth:`add_event_id` and :meth:`forget_event_ids` do)."""
         if self._eids is None:
-            self._eids = {fact[1] for facts in self.fact_lists() for fact in facts}
+            self._eids = {fact.eid for facts in self.fact_lists() for fact in facts}
+            self._eids_shared = False
         return self._eids
+
+    def add_event_id(self, event_id: str) -> None:
+        """Note the id of an event that left a fact (on a copy owned by the engine)."""
+        eids = self.event_ids()
+        if self._eids_shared:
+            eids = self._eids = set(eids)
+            self._eids_shared = False
+        eids.add(event_id)
+
+    def forget_event_ids(self) -> None:
+        """Facts were dropped: the id set is rebuilt when next needed."""
+        self._eids = None
+        self._eids_shared = False
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SupporterState):
@@ -178,7 +201,7 @@ class SupporterState:
             self.last_cause,
         )
         # the zone is written only when known: other states keep their bytes
-        raw = orjson.dumps(doc if self.zone is None else (*doc, self.zone))
+        raw = orjson.dumps(doc if self.zone is None else (*doc, self.zone), default=_as_tuple)
         if len(raw) <= COMPRESS_ABOVE:
             return _PLAIN + raw
         return _ZLIB + zlib.compress(raw, 1)
@@ -195,13 +218,13 @@ class SupporterState:
             raise RelmonError(f"supporter state: unknown format {head!r}")
         st = cls(doc[0])
         st.clock, st.wake = doc[1], doc[2]
-        st.calls = [tuple(f) for f in doc[3]]
-        st.irritation = [tuple(f) for f in doc[4]]
-        st.emails = [tuple(f) for f in doc[5]]
-        st.markers = tuple([tuple(f) for f in m] for m in doc[6])
-        st.consents = [tuple(f) for f in doc[7]]
-        st.mandates = [tuple(f) for f in doc[8]]
-        st.churns = [tuple(f) for f in doc[9]]
+        st.calls = [Call._make(f) for f in doc[3]]
+        st.irritation = [Contribution._make(f) for f in doc[4]]
+        st.emails = [Stamp._make(f) for f in doc[5]]
+        st.markers = tuple([Stamp._make(f) for f in m] for m in doc[6])
+        st.consents = [Consent._make(f) for f in doc[7]]
+        st.mandates = [MandateStatus._make(f) for f in doc[8]]
+        st.churns = [Churn._make(f) for f in doc[9]]
         last = doc[10]
         if last is not None:
             st.last = (last[0], tuple(tuple(x) for x in last[1]), last[2])
@@ -210,6 +233,13 @@ class SupporterState:
             st.zone = (doc[13][0], doc[13][1])
         st.prune_at = -(1 << 62)  # unknown here: the engine forgets and recomputes it
         return st
+
+
+def _as_tuple(value: object) -> tuple[Any, ...]:
+    """orjson writes plain tuples; facts are named tuples: written as the same arrays."""
+    if isinstance(value, tuple):
+        return tuple(value)
+    raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
 _COPIED = (

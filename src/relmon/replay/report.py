@@ -7,10 +7,8 @@ byte-identical report: nothing in it depends on the clock or the machine.
 
 Definitions (also written under each plot):
 
-* *Loyal* at a time: the policy's definition (an active monthly mandate, amount > 0, whose
-  tenure has reached ``loyalty.min_tenure_months``), followed from the donation events.
-* *Loyal churn*: a ``cancelled``, ``paused``, ``reversed`` or lowering ``downgraded`` change
-  of a monthly mandate of a donor loyal by that event (as the engine's alerts define it).
+* *Loyal* at a time and *loyal churn*: the policy's definitions, as the engine applies them
+  (:mod:`relmon.domain.loyalty`), followed from the donation events.
 * *Observation period*: from the first outbound call in the input to the last event.
 * *Churn after contact* rate of a group (a partner, purpose or agent): among the reached
   outbound calls of that group to donors loyal at the call, the share followed by a loyal
@@ -36,7 +34,7 @@ from html import escape
 from pathlib import Path
 from typing import NamedTuple, get_args
 
-from relmon.domain import Alert, Policy, SuppressionRecord
+from relmon.domain import Alert, Policy, SuppressionRecord, loyalty
 from relmon.domain.events import (
     ATTEMPT_OUTCOMES,
     MARKETING_PURPOSES,
@@ -46,14 +44,12 @@ from relmon.domain.events import (
     EmailEngagement,
 )
 from relmon.domain.outputs import ReasonCode, iso
-from relmon.domain.rules import add_months, utc
+from relmon.domain.rules import utc
 from relmon.replay import svg
 from relmon.replay.calling_report import calling_section, outside_label
 
 DAY = 86_400
 REASON_ORDER: tuple[str, ...] = get_args(ReasonCode)  # the contract's order
-_CHURN_ACTIONS = frozenset({"cancelled", "paused", "reversed"})
-_ACTIVE_ACTIONS = frozenset({"started", "upgraded", "downgraded", "resumed", "payment_failed"})
 Event = CallOutcome | ConsentChange | EmailEngagement | DonationChange
 
 
@@ -175,25 +171,18 @@ class Analysis:
         if ev.action == "one_off":
             return
         sid, t = ev.supporter_id, int(ev.occurred_at.timestamp())
-        loyal_from = add_months(int(ev.mandate_started_at.timestamp()), self.tenure)
-        active = (
-            ev.action in _ACTIVE_ACTIONS and ev.frequency == "monthly" and ev.amount_cents_after > 0
-        )
+        loyal_at = loyalty.loyal_from(int(ev.mandate_started_at.timestamp()), self.tenure)
         mandates = self._mandates[sid]
-        mandates[ev.mandate_id] = loyal_from if active else None
+        mandates[ev.mandate_id] = loyal_at if loyalty.leaves_active(ev) else None
         since = min((v for v in mandates.values() if v is not None), default=None)
         changes = self._loyal[sid]
         if not changes or changes[-1][1] != since:
             changes.append((t, since))
-        before, after = ev.amount_cents_before, ev.amount_cents_after
-        downgrade = ev.action == "downgraded" and after < before
-        if (
-            (ev.action in _CHURN_ACTIONS or downgrade)
-            and ev.frequency == "monthly"
-            and before > 0
-            and loyal_from <= t
-        ):
-            self.churns[sid].append(Churn(t, ev.event_id, before - after if downgrade else before))
+        if loyalty.is_loyal_churn(ev, t, loyal_at):
+            lost = loyalty.monthly_amount_lost(
+                ev.action, ev.frequency, ev.amount_cents_before, ev.amount_cents_after
+            )
+            self.churns[sid].append(Churn(t, ev.event_id, lost))
 
     def records(self, records: list[SuppressionRecord]) -> None:
         for r in records:

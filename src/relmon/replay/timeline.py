@@ -30,7 +30,14 @@ from relmon.domain import (
 )
 from relmon.domain.calling import calendar_for
 from relmon.domain.compliance import supporter_zone
-from relmon.domain.events import CallOutcome, ConsentChange, DonationChange, EmailEngagement
+from relmon.domain.events import (
+    ATTEMPT_OUTCOMES,
+    CallOutcome,
+    ConsentChange,
+    DonationChange,
+    EmailEngagement,
+)
+from relmon.domain.expiry import expire_due
 from relmon.domain.outputs import iso
 from relmon.domain.rules import utc
 from relmon.errors import InputFileError, InvalidEvent
@@ -126,14 +133,12 @@ def build(
 
     def expire_until(t: int) -> None:
         nonlocal state
-        while state is not None and state.wake is not None and state.wake <= t:
-            wake = state.wake
-            outcome = engine.expire(state, utc(wake))
+        if state is None:
+            return
+        for wake, outcome in expire_due(engine, state, t):
             state = outcome.state
             if outcome.records:
                 rows.append(row(wake, None, state, outcome.records))
-            if state.wake is not None and state.wake <= wake:
-                break  # defensive: time alone must move the wake forward
 
     for ev in events:
         t = int(ev.occurred_at.timestamp())
@@ -217,7 +222,7 @@ def _marker(r: Row) -> svg.Marker | None:
             "bad"
             if ev.outcome in _BAD_OUTCOMES
             else "attempt"
-            if ev.outcome in ("no_answer", "busy", "voicemail", "wrong_number")
+            if ev.outcome in ATTEMPT_OUTCOMES
             else "reached"
         )
         return svg.Marker(r.t, r.fatigue, _OUTCOME_COLORS[kind], title)

@@ -49,6 +49,7 @@ from relmon.domain import (
     encode_record,
     parse_event,
 )
+from relmon.domain.expiry import expire_due
 from relmon.errors import InvalidEvent
 from relmon.streaming.view import DecisionView
 
@@ -383,13 +384,7 @@ class Processor:
                 self.expiry.due.get(partition, {}).pop(sid, None)
                 continue
             state = loaded
-            for _ in range(MAX_EXPIRY_STEPS):
-                due = state.next_change_at
-                if due is None or due > now:
-                    break
-                outcome = self.engine.expire(state, due)
-                if outcome.state is state and not outcome.records:
-                    break
+            for _due, outcome in expire_due(self.engine, state, now.timestamp(), MAX_EXPIRY_STEPS):
                 state = outcome.state
                 self.suppressions.update(sid, outcome)
                 yield from self._emits(sid, outcome)

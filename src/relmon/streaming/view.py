@@ -50,6 +50,7 @@ import orjson
 from relmon.domain import Engine, SupporterState, encode_record, encode_unknown_answer
 from relmon.domain.calling import calendar_for
 from relmon.domain.compliance import supporter_zone
+from relmon.domain.expiry import expire_due
 from relmon.domain.outputs import KNOWN_FREE, KNOWN_SUPPRESSED
 
 MAX_EXPIRY_STEPS = 32  # successive untils applied per supporter and answer (bounded work)
@@ -160,13 +161,7 @@ class DecisionView:
         if state is None:
             return None
         engine = self.engine
-        for _ in range(MAX_EXPIRY_STEPS):
-            wake = state.wake
-            if wake is None or wake > t:
-                break
-            outcome = engine.expire(state, datetime.fromtimestamp(wake, UTC))
-            if outcome.state is state:
-                break
+        for _due, outcome in expire_due(engine, state, t, MAX_EXPIRY_STEPS):
             state = outcome.state
         at = state.last_at if state.last is not None else state.clock
         decision = engine.decision(state, supporter_id, datetime.fromtimestamp(at, UTC))
