@@ -43,6 +43,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from relmon import devbroker
+from relmon.domain import default_policy
+from relmon.domain.calling import calendar_for
+from relmon.domain.events import MARKETING_PURPOSES
 from relmon.errors import RelmonError
 from relmon.settings import Settings
 from relmon.simulation import Simulation, load_params
@@ -203,6 +206,8 @@ class Stream:
         self._now = now.timestamp()
         self._first_live: dict[str, Any] | None = None
         self._started: dict[str, str] = {}  # mandate id -> its start, as dated live
+        self._calendar = calendar_for(default_policy())
+        self.held = 0  # live marketing calls a compliant dialer held outside calling hours
 
     def past(self) -> list[dict[str, Any]]:
         """Every event dated up to now (the first later one is kept for :meth:`live`)."""
@@ -220,6 +225,14 @@ class Stream:
             yield int(_epoch(self._first_live["occurred_at"])), self._first_live
         for event in self._events:
             yield self.sim.last_ts or 0, event
+
+    def held_by_calling_hours(self, sim_ts: int, now: float) -> bool:
+        """Whether a live marketing call, made inside calling hours in the simulation, would
+        now fall outside them (at night, on a Sunday): a compliant dialer waits, so the demo
+        does not send it. Calls that strayed in the simulation are sent whenever they come,
+        so the ``call_outside_window`` alerts stay those of the straying partners."""
+        cal = self._calendar
+        return cal.inside(None, sim_ts) and not cal.inside(None, int(now))
 
     def redate(self, event: dict[str, Any]) -> dict[str, Any]:
         """The event dated now (and a mandate begun in the live part started when it was)."""
@@ -256,6 +269,13 @@ async def stream_live(
             delay = began + (sim_ts - sim0) / speed - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if (
+                event["type"] == "call_outcome"
+                and event.get("campaign_purpose") in MARKETING_PURPOSES
+                and stream.held_by_calling_hours(sim_ts, time.time())
+            ):
+                stream.held += 1
+                continue
             event = stream.redate(event)
             topic = f"{settings.topic_prefix}{TOPIC_OF_TYPE[event['type']]}"
             await producer.send(topic, orjson.dumps(event), key=event["supporter_id"].encode())
@@ -390,6 +410,12 @@ class Run:
             f"({_in(self.speed * 60)} a minute), each event dated when it is sent. A line every "
             f"{self.every:g} s; Ctrl-C stops everything."
         )
+        if not calendar_for(default_policy()).inside(None, int(now.timestamp())):
+            say(
+                "it is outside calling hours in Europe/Amsterdam now: the simulated dialers hold "
+                "their marketing calls until the window opens, except the partners that stray "
+                "(their calls raise call_outside_window alerts)"
+            )
         sent = [0]
         producer = asyncio.create_task(stream_live(stream, self.settings, self.speed, sent))
         try:

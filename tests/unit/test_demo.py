@@ -101,3 +101,19 @@ def test_printing_survives_a_closed_pipe(monkeypatch: pytest.MonkeyPatch) -> Non
         os.dup2(saved, 1)
         os.close(saved)
         os.close(write)
+
+
+def test_live_marketing_calls_wait_for_calling_hours_unless_they_strayed() -> None:
+    """A call the simulation made inside calling hours (Monday 10:00 Amsterdam) is held when
+    it would be sent on a Sunday or at 23:00, and sent on a working day at 11:00; a call that
+    strayed in the simulation (Sunday noon) is sent whenever it comes, so only straying
+    partners raise call_outside_window alerts in the live demo."""
+    stream = Stream(5, 1, datetime(2026, 11, 30, 10, tzinfo=UTC))
+    monday_10 = int(datetime(2026, 11, 30, 9, tzinfo=UTC).timestamp())  # 10:00 CET
+    sunday_noon = datetime(2026, 11, 29, 11, tzinfo=UTC).timestamp()  # 12:00 CET
+    monday_23 = datetime(2026, 11, 30, 22, tzinfo=UTC).timestamp()  # 23:00 CET
+    monday_11 = datetime(2026, 11, 30, 10, tzinfo=UTC).timestamp()  # 11:00 CET
+    assert stream.held_by_calling_hours(monday_10, sunday_noon)
+    assert stream.held_by_calling_hours(monday_10, monday_23)
+    assert not stream.held_by_calling_hours(monday_10, monday_11)
+    assert not stream.held_by_calling_hours(int(sunday_noon), sunday_noon)
