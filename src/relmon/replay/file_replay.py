@@ -197,7 +197,7 @@ class Replayer:
         sid = event.supporter_id
         states = self.states
         state = states.get(sid)
-        new, records, alerts, late = self.engine.apply(state, event)
+        new, records, alerts, late = self.engine.apply(state, event, t)
         if late is None:
             stats.applied += 1
         else:
@@ -544,10 +544,13 @@ class Observers:
 
     def __init__(self, *observers: Observer) -> None:
         self.observers = observers
+        # an observer whose ``event`` is a no-op (``ignores_events = True``) is not called:
+        # one call less an event for the what-if tally
+        self._events = [o.event for o in observers if not getattr(o, "ignores_events", False)]
 
     def event(self, event: Event) -> None:
-        for o in self.observers:
-            o.event(event)
+        for see in self._events:
+            see(event)
 
     def records(self, records: list[SuppressionRecord]) -> None:
         for o in self.observers:
