@@ -313,24 +313,35 @@ class Replayer:
 
 
 @contextmanager
-def fewer_gc_passes() -> Iterator[None]:
-    """Let the cyclic garbage collector run far less often while replaying.
+def fewer_gc_passes(*, off: bool = False) -> Iterator[None]:
+    """Let the cyclic garbage collector run far less often while replaying, or (``off``)
+    not at all.
 
     A replay holds one state per supporter: hundreds of thousands of small tuples and lists
     that never form cycles (reference counting frees them). With the default thresholds the
     collector walks them again and again and costs about a third of the replay's time; a
-    gen-0 threshold of 100,000 makes that negligible. Restored on exit, after moving what
-    is alive then to the permanent generation (:func:`gc.freeze`): else the collector soon
-    walks every state once more (about a second a million events), and they hold no cycles
-    (reference counting still frees them).
+    gen-0 threshold of 100,000 makes that small, but the older generations' passes still
+    walk the surviving states: switched off, a file replay's loop takes about 15 % less CPU
+    (200,000 events of the simulated year, four runs each, alternating). A file replay
+    makes almost no cycles (29 objects found by a collection after 200,000 events, the same
+    after 15,000 bad lines), so nothing piles up; a Kafka replay (the client's futures and
+    tasks) keeps the collector on. Restored on exit, after moving what is alive then to the
+    permanent generation (:func:`gc.freeze`): else the collector soon walks every state once
+    more (about a second a million events), and they hold no cycles (reference counting
+    still frees them).
     """
-    before = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 100)
+    before, enabled = gc.get_threshold(), gc.isenabled()
+    if off:
+        gc.disable()
+    else:
+        gc.set_threshold(100_000, 50, 100)
     try:
         yield
     finally:
         gc.freeze()
         gc.set_threshold(*before)
+        if enabled:
+            gc.enable()
 
 
 def read_lines(path: Path) -> Iterable[bytes]:
@@ -806,7 +817,7 @@ def replay_file(
     merge = EventTimeMerge(paths, lambda *bad: None)
     merge.check()  # before anything is written
     with (
-        fewer_gc_passes(),
+        fewer_gc_passes(off=True),
         Session(out, primary, source, compare, inputs=names) as session,
     ):
         merge.on_bad = session.bad_line
