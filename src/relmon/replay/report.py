@@ -147,7 +147,10 @@ class Analysis:
     # -- observing ---------------------------------------------------------------------
 
     def event(self, event: Event) -> None:
-        self.types[event.type] += 1
+        kind = event.type
+        self.types[kind] += 1
+        if kind == "email_engagement":  # most events: nothing more to note
+            return
         if isinstance(event, CallOutcome):
             if event.direction == "outbound":
                 t = int(event.occurred_at.timestamp())
