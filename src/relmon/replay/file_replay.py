@@ -320,8 +320,8 @@ def fewer_gc_passes(*, off: bool = False) -> Iterator[None]:
     A replay holds one state per supporter: hundreds of thousands of small tuples and lists
     that never form cycles (reference counting frees them). With the default thresholds the
     collector walks them again and again and costs about a third of the replay's time; a
-    gen-0 threshold of 100,000 makes that small, but the older generations' passes still
-    walk the surviving states: switched off, a file replay's loop takes about 15 % less CPU
+    gen-0 threshold of 100,000 makes that small, but the passes that remain still cost:
+    switched off, a file replay's loop takes about 15 % less CPU
     (200,000 events of the simulated year, four runs each, alternating). A file replay
     makes almost no cycles (29 objects found by a collection after 200,000 events, the same
     after 15,000 bad lines), so nothing piles up; a Kafka replay (the client's futures and
