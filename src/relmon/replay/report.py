@@ -455,7 +455,7 @@ def page(title: str, body: Sequence[str]) -> str:
     )
 
 
-def _header(meta: ReportMeta, analysis: Analysis) -> list[str]:
+def _header(meta: ReportMeta, analysis: Analysis, ex: ExcessChurn) -> list[str]:
     c = meta.counts
     period = analysis.period
     facts = [
@@ -485,7 +485,7 @@ def _header(meta: ReportMeta, analysis: Analysis) -> list[str]:
     rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in facts)
     return [
         "<h1>relmon replay report</h1>",
-        *headline(analysis),
+        *headline(analysis, ex),
         '<p class="explain">What the engine decided and noticed over the replayed events. '
         "Every number comes from the events and the policy below; the same input and policy "
         "give the same report.</p>",
@@ -497,8 +497,7 @@ def _ts(t: int | None) -> str:
     return "-" if t is None else str(iso(utc(t)))
 
 
-def _churn_section(analysis: Analysis) -> list[str]:
-    ex = analysis.excess_churn()
+def _churn_section(analysis: Analysis, ex: ExcessChurn) -> list[str]:
     w = ex.window_days
     base = ex.baseline
     out = [
@@ -674,10 +673,12 @@ def money(analysis: Analysis, cents: int) -> str:
     return f"{sign}{cents / 100:,.2f}"
 
 
-def headline(analysis: Analysis) -> list[str]:
+def headline(analysis: Analysis, ex: ExcessChurn | None = None) -> list[str]:
     """The first screen: churn after contact against the baseline, the money it cost, the
-    partner doing most harm and the calls made against a suppression."""
-    ex = analysis.excess_churn()
+    partner doing most harm and the calls made against a suppression (``ex``:
+    ``analysis.excess_churn()`` when the caller has it already)."""
+    if ex is None:
+        ex = analysis.excess_churn()
     base, contacted = ex.baseline, ex.contacted
     cws_by: Counter[str] = Counter()
     reasons_of: dict[str, Counter[str]] = defaultdict(Counter)
@@ -799,9 +800,10 @@ def glossary(policy: Policy) -> list[str]:
 
 def render(meta: ReportMeta, analysis: Analysis, extra: Sequence[str] = ()) -> str:
     """The whole report as HTML text (``extra``: more sections, e.g. the what-if)."""
+    ex = analysis.excess_churn()  # once: the headline and the churn section (1 s a 1M year)
     body = [
-        *_header(meta, analysis),
-        *_churn_section(analysis),
+        *_header(meta, analysis, ex),
+        *_churn_section(analysis, ex),
         *_cws_section(analysis),
         *calling_section(analysis.outside, analysis.marketing_calls_by_partner()),
         *_suppression_section(analysis),
