@@ -31,6 +31,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape
+from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple, get_args
 
@@ -49,6 +50,7 @@ from relmon.replay import svg
 from relmon.replay.calling_report import calling_section, outside_label
 
 DAY = 86_400
+_FIRST = itemgetter(0)  # the time of a (t, ...) change, as a C-level bisect key
 REASON_ORDER: tuple[str, ...] = get_args(ReasonCode)  # the contract's order
 Event = CallOutcome | ConsentChange | EmailEngagement | DonationChange
 
@@ -260,7 +262,7 @@ class Analysis:
         changes = self._loyal.get(sid)
         if not changes:
             return False
-        i = bisect.bisect_right(changes, t, key=lambda c: c[0]) - 1
+        i = bisect.bisect_right(changes, t, key=_FIRST) - 1
         if i < 0:
             return False
         since = changes[i][1]
