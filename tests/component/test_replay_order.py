@@ -219,8 +219,8 @@ def test_late_events_are_dead_letters_and_counted_apart(
         real_init(self, *args, **kwargs)
         engine_apply = self.engine.apply
 
-        def apply(state: Any, event: Any) -> Any:
-            outcome = engine_apply(state, event)
+        def apply(state: Any, event: Any, t: int | None = None) -> Any:
+            outcome = engine_apply(state, event, t)
             if event.event_id != "e-1":
                 return outcome
             return _LateOutcome(outcome.state, [], [], late="older than the retention")

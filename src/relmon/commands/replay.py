@@ -16,8 +16,8 @@ from typing import Any
 
 from relmon.domain import load_policy
 from relmon.errors import ConfigError
+from relmon.replay import TIME_HELP
 from relmon.replay.file_replay import PolicyChoice, ReplayStats, replay_file
-from relmon.replay.kafka_source import TIME_HELP
 
 EPILOG = """\
 examples:

@@ -128,9 +128,14 @@ class Engine:
         self.policy = policy
         self.rules = Rules(policy)
 
-    def apply(self, state: SupporterState | None, event: Event) -> Outcome:
-        """Apply one event; see the module docstring for what is emitted when."""
-        t = int(event.occurred_at.timestamp())
+    def apply(self, state: SupporterState | None, event: Event, t: int | None = None) -> Outcome:
+        """Apply one event; see the module docstring for what is emitted when.
+
+        ``t`` is ``int(event.occurred_at.timestamp())`` when the caller has it already (a
+        replay sorts by it): 0.4 µs an event not spent twice.
+        """
+        if t is None:
+            t = int(event.occurred_at.timestamp())
         st = state if state is not None else SupporterState(event.supporter_id)
         eid = event.event_id
         if eid in st.event_ids():

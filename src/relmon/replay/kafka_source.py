@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from relmon.domain import parse_event
 from relmon.errors import BrokerError, ConfigError, InputFileError, InvalidEvent
+from relmon.replay import TIME_HELP
 from relmon.replay.file_replay import (
     Event,
     PolicyChoice,
@@ -40,8 +41,6 @@ from relmon.replay.file_replay import (
 from relmon.settings import Settings
 from relmon.streaming.admin import CONNECT_ERRORS, unreachable
 from relmon.topics import INPUT_TOPICS
-
-TIME_HELP = "RFC 3339 (2026-03-01T00:00:00Z) or a date (2026-03-01 = midnight UTC)"
 
 
 def parse_time(text: str, flag: str) -> datetime:

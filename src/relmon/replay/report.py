@@ -31,6 +31,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape
+from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple, get_args
 
@@ -49,6 +50,7 @@ from relmon.replay import svg
 from relmon.replay.calling_report import calling_section, outside_label
 
 DAY = 86_400
+_FIRST = itemgetter(0)  # the time of a (t, ...) change, as a C-level bisect key
 REASON_ORDER: tuple[str, ...] = get_args(ReasonCode)  # the contract's order
 Event = CallOutcome | ConsentChange | EmailEngagement | DonationChange
 
@@ -147,7 +149,10 @@ class Analysis:
     # -- observing ---------------------------------------------------------------------
 
     def event(self, event: Event) -> None:
-        self.types[event.type] += 1
+        kind = event.type
+        self.types[kind] += 1
+        if kind == "email_engagement":  # most events: nothing more to note
+            return
         if isinstance(event, CallOutcome):
             if event.direction == "outbound":
                 t = int(event.occurred_at.timestamp())
@@ -257,7 +262,7 @@ class Analysis:
         changes = self._loyal.get(sid)
         if not changes:
             return False
-        i = bisect.bisect_right(changes, t, key=lambda c: c[0]) - 1
+        i = bisect.bisect_right(changes, t, key=_FIRST) - 1
         if i < 0:
             return False
         since = changes[i][1]
@@ -452,7 +457,7 @@ def page(title: str, body: Sequence[str]) -> str:
     )
 
 
-def _header(meta: ReportMeta, analysis: Analysis) -> list[str]:
+def _header(meta: ReportMeta, analysis: Analysis, ex: ExcessChurn) -> list[str]:
     c = meta.counts
     period = analysis.period
     facts = [
@@ -482,7 +487,7 @@ def _header(meta: ReportMeta, analysis: Analysis) -> list[str]:
     rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in facts)
     return [
         "<h1>relmon replay report</h1>",
-        *headline(analysis),
+        *headline(analysis, ex),
         '<p class="explain">What the engine decided and noticed over the replayed events. '
         "Every number comes from the events and the policy below; the same input and policy "
         "give the same report.</p>",
@@ -494,8 +499,7 @@ def _ts(t: int | None) -> str:
     return "-" if t is None else str(iso(utc(t)))
 
 
-def _churn_section(analysis: Analysis) -> list[str]:
-    ex = analysis.excess_churn()
+def _churn_section(analysis: Analysis, ex: ExcessChurn) -> list[str]:
     w = ex.window_days
     base = ex.baseline
     out = [
@@ -671,10 +675,12 @@ def money(analysis: Analysis, cents: int) -> str:
     return f"{sign}{cents / 100:,.2f}"
 
 
-def headline(analysis: Analysis) -> list[str]:
+def headline(analysis: Analysis, ex: ExcessChurn | None = None) -> list[str]:
     """The first screen: churn after contact against the baseline, the money it cost, the
-    partner doing most harm and the calls made against a suppression."""
-    ex = analysis.excess_churn()
+    partner doing most harm and the calls made against a suppression (``ex``:
+    ``analysis.excess_churn()`` when the caller has it already)."""
+    if ex is None:
+        ex = analysis.excess_churn()
     base, contacted = ex.baseline, ex.contacted
     cws_by: Counter[str] = Counter()
     reasons_of: dict[str, Counter[str]] = defaultdict(Counter)
@@ -796,9 +802,10 @@ def glossary(policy: Policy) -> list[str]:
 
 def render(meta: ReportMeta, analysis: Analysis, extra: Sequence[str] = ()) -> str:
     """The whole report as HTML text (``extra``: more sections, e.g. the what-if)."""
+    ex = analysis.excess_churn()  # once: the headline and the churn section (1 s a 1M year)
     body = [
-        *_header(meta, analysis),
-        *_churn_section(analysis),
+        *_header(meta, analysis, ex),
+        *_churn_section(analysis, ex),
         *_cws_section(analysis),
         *calling_section(analysis.outside, analysis.marketing_calls_by_partner()),
         *_suppression_section(analysis),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from relmon.domain import Alert, Policy, SuppressionRecord
 
@@ -40,6 +40,7 @@ class Tally:
     blocked: set[str] = field(default_factory=set)  # call event ids
     churns: list[tuple[str, int, int]] = field(default_factory=list)  # sid, t, monthly lost
     record_count: int = 0
+    ignores_events: ClassVar[bool] = True  # Observers need not call event()
 
     def event(self, event: Event) -> None:
         return None
