@@ -382,3 +382,33 @@ def test_an_event_that_changes_nothing_is_a_duplicate_keeps_nothing_or_is_late(
             alone = ENGINE.apply(None, event).state
             assert event.event_id not in alone.event_ids()
         state = outcome.state
+
+
+def test_a_late_event_carrying_a_zone_is_still_reported_late() -> None:
+    """The supporter's time zone on an event too old to keep does not turn it into an applied
+    event: the state stays as it was and ``late`` says why (as without the zone)."""
+    clock = plus(at(0), 200)
+    result = run([call(at=clock, outcome="no_answer")])
+    late = call(at=at(0), outcome="converted", supporter_timezone="Europe/London")
+    outcome = result.engine.apply(result.state, late)
+    assert outcome.state is result.state
+    assert outcome.late is not None
+    assert "converted markers are kept 194 days" in outcome.late
+
+
+def test_an_event_keeping_no_fact_but_a_zone_only_moves_the_time() -> None:
+    """An e-mail that keeps no fact (delivered) with the supporter's zone notes the zone and
+    moves the clock, and emits nothing, like the same e-mail without a zone."""
+    result = run([call(at=at(0), outcome="no_answer")])
+    plain = result.engine.apply(result.state, email(at=at(1), action="delivered"))
+    zoned = result.engine.apply(
+        result.state,
+        email(at=at(1), action="delivered").model_copy(
+            update={"supporter_timezone": "Europe/London"}
+        ),
+    )
+    assert plain.records == zoned.records == []
+    assert plain.alerts == zoned.alerts == []
+    assert zoned.state.clock == plain.state.clock > result.state.clock
+    assert zoned.state.zone is not None
+    assert zoned.state.zone[1] == "Europe/London"

@@ -141,15 +141,16 @@ class Engine:
         if eid in st.event_ids():
             return Outcome(st, [], [])
         r = self.rules
-        nst = _HANDLERS[event.type](st, event, t, r)
-        nst = note_zone(st, nst, event.supporter_timezone, t)  # calling windows: compliance.py
+        kept = _HANDLERS[event.type](st, event, t, r)
         clock = st.clock
+        if kept is None and t <= clock:  # nothing new, not even the time: say why if too old
+            return Outcome(st, [], [], late_reason(st, event, t, r))
+        # the zone (calling windows: compliance.py) never changes a decision, so an event
+        # that keeps no fact still takes the "only the time moved" path below
+        nst = note_zone(st, kept, event.supporter_timezone, t) or st.copy()
         as_of = clock if clock > t else t
         alerts: list[Alert] = []
-        if nst is None:
-            if t <= clock:  # nothing new, not even the time: say why if it is too old
-                return Outcome(st, [], [], late_reason(st, event, t, r))
-            nst = st.copy()
+        if kept is None:
             if st.wake is None or as_of < st.wake:
                 if as_of >= nst.prune_at:
                     self._forget(nst, as_of)
