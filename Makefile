@@ -16,7 +16,10 @@ STATE_DIR ?= .relmon-state
 SUPPORTERS ?= 1000
 SPEED ?= 3600
 
-.PHONY: help venv jars broker broker-stop run test test-unit test-integration test-deploy lint fmt schemas bench clean dashboards k8s rules debs chaos image
+COMPILED := src/relmon/domain/.compiled.json
+ENGINE_SRC := $(addprefix src/relmon/domain/,$(addsuffix .py,alerts calling compliance decide engine expiry explain facts legal_basis loyalty rules scoring state update))
+
+.PHONY: help venv compile jars broker broker-stop run test test-unit test-integration test-deploy lint fmt schemas bench clean dashboards k8s rules debs chaos image
 
 help: ## show this help
 	@echo "relmon — make targets (each installs what it needs on first use):"
@@ -31,6 +34,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install relmon with its dev tools
 
+# The engine compiled with mypyc (see src/relmon/compiled.py); rebuilt when a source changes.
+$(COMPILED): $(ENGINE_SRC) | $(STAMP)
+	@command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || { echo "installing gcc (to compile the engine)"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; }
+	$(BIN)/python -m relmon.compiled build
+
+compile: $(COMPILED) ## compile the engine with mypyc (~40 s; RELMON_PURE_PYTHON=1 runs the Python sources)
+
 $(KAFKA_STAMP): kafka/pom.xml | $(STAMP)
 	$(BIN)/python -m relmon.devbroker jars
 	@rm -f $(KAFKA_LIB)/.fetched-* && touch $@
@@ -44,7 +55,7 @@ broker-stop: ## stop the broker `make broker` started (idempotent)
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m relmon.devbroker stop --home $(BROKER_HOME); \
 	 else echo "no Kafka broker was running here"; fi
 
-run: $(KAFKA_STAMP) ## the main job: broker, worker, a simulated year caught up, then live events (Ctrl-C stops all)
+run: $(KAFKA_STAMP) $(COMPILED) ## the main job: broker, worker, a simulated year caught up, then live events (Ctrl-C stops all)
 	@$(BIN)/python -m relmon.demo --broker-home $(BROKER_HOME) --broker-port $(BROKER_PORT) \
 	  --web-port $(WEB_PORT) --state-dir $(STATE_DIR) --supporters $(SUPPORTERS) --speed $(SPEED)
 
@@ -76,10 +87,10 @@ rules: ## check and unit-test the Prometheus alert rules with promtool
 test-deploy: $(STAMP) ## promtool rule tests, dashboard drift, manifest validation
 	$(BIN)/pytest tests/deploy
 
-test-unit: $(STAMP) ## unit and component tests only (no broker)
+test-unit: $(STAMP) $(COMPILED) ## unit and component tests only (no broker)
 	$(BIN)/pytest tests/unit tests/component tests/golden
 
-test-integration: $(STAMP) $(KAFKA_STAMP) ## integration tests against a real broker (started by the session)
+test-integration: $(STAMP) $(KAFKA_STAMP) $(COMPILED) ## integration tests against a real broker (started by the session)
 	$(BIN)/pytest tests/integration
 
 # command:Debian package, for what the tests run: kcat (the fault suite's independent client),
@@ -93,10 +104,10 @@ debs: ## apt-install the Debian packages the tests need when missing (kcat, prom
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
 	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
-test: lint $(KAFKA_STAMP) debs ## lint plus every test tier (the session starts its own broker unless RELMON_KAFKA_BOOTSTRAP is set)
+test: lint $(KAFKA_STAMP) $(COMPILED) debs ## lint plus every test tier (the session starts its own broker unless RELMON_KAFKA_BOOTSTRAP is set)
 	$(BIN)/pytest
 
-chaos: $(STAMP) $(KAFKA_STAMP) debs ## the fault suite at full size (kill -9, poison, outages; ~11 min); figures in build/chaos-results.jsonl, see RELIABILITY.md
+chaos: $(STAMP) $(KAFKA_STAMP) $(COMPILED) debs ## the fault suite at full size (kill -9, poison, outages; ~11 min); figures in build/chaos-results.jsonl, see RELIABILITY.md
 	RELMON_CHAOS=full RELMON_CHAOS_RESULTS=build/chaos-results.jsonl $(BIN)/pytest tests/chaos
 
 IMAGE ?=
@@ -110,7 +121,7 @@ $(BENCH_SIM): | $(STAMP)
 	@mkdir -p build
 	$(BIN)/relmon simulate --supporters 23000 --days 365 --seed 7 --out $@
 
-bench: $(STAMP) $(KAFKA_STAMP) $(BENCH_SIM) ## benchmarks (replay vs json.loads; worker vs no-op agent vs bare consumer; e-mail burst; API; restart); see BENCHMARKS.md
+bench: $(STAMP) $(KAFKA_STAMP) $(COMPILED) $(BENCH_SIM) ## benchmarks (replay vs json.loads; worker vs no-op agent vs bare consumer; e-mail burst; API; restart); see BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_replay.py
 	$(BIN)/python benchmarks/bench_replay.py --input $(BENCH_SIM)
 	$(BIN)/python benchmarks/bench_worker.py --events 1000000 --latency-seconds 20
@@ -118,5 +129,6 @@ bench: $(STAMP) $(KAFKA_STAMP) $(BENCH_SIM) ## benchmarks (replay vs json.loads;
 	$(BIN)/python benchmarks/bench_api.py
 	$(BIN)/python benchmarks/bench_restart.py --supporters 1000000
 
-clean: broker-stop ## remove the venv, broker data, jars and caches
+clean: broker-stop ## remove the venv, the compiled engine, broker data, jars and caches
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m relmon.compiled clean; fi
 	rm -rf $(VENV) $(BROKER_HOME) $(KAFKA_LIB) .pytest_cache .mypy_cache .ruff_cache $(STATE_DIR)

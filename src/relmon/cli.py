@@ -50,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Run `relmon VERB --help` for the options of one verb.",
     )
-    parser.add_argument("--version", action="version", version=f"relmon {_version()}")
+    from relmon.domain import ENGINE
+
+    parser.add_argument(
+        "--version", action="version", version=f"relmon {_version()}; {ENGINE.describe()}"
+    )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for name in _COMMAND_MODULES:
         try:

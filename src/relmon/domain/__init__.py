@@ -3,10 +3,17 @@
 No I/O (except reading the policy file once), no wall clock, no randomness: time comes in
 with the events, or as an argument. The worker, the HTTP API and the replays all drive
 :class:`Engine`.
+
+The engine's modules run compiled with mypyc when ``make compile`` built them from these very
+sources, and as Python otherwise: :mod:`relmon.compiled` chooses, here, before they load.
 """
 
-from relmon.domain.engine import Engine, Outcome
-from relmon.domain.events import (
+from relmon.compiled import choose
+
+ENGINE = choose()
+
+from relmon.domain.engine import Engine, Outcome  # noqa: E402
+from relmon.domain.events import (  # noqa: E402
     CallOutcome,
     ConsentChange,
     DonationChange,
@@ -14,7 +21,7 @@ from relmon.domain.events import (
     InputEvent,
     parse_event,
 )
-from relmon.domain.outputs import (
+from relmon.domain.outputs import (  # noqa: E402
     Alert,
     DeadLetter,
     Reason,
@@ -25,10 +32,11 @@ from relmon.domain.outputs import (
     encode_record,
     encode_unknown_answer,
 )
-from relmon.domain.policy import Policy, default_policy, load_policy
-from relmon.domain.state import SupporterState
+from relmon.domain.policy import Policy, default_policy, load_policy  # noqa: E402
+from relmon.domain.state import SupporterState  # noqa: E402
 
 __all__ = [
+    "ENGINE",
     "Alert",
     "CallOutcome",
     "ConsentChange",

@@ -71,7 +71,10 @@ class SupporterState:
         "zone",
     )
 
-    def __init__(self, supporter_id: str) -> None:
+    def __init__(self, supporter_id: str, source: SupporterState | None = None) -> None:
+        if source is not None:
+            self._copy_of(source)
+            return
         self.supporter_id = supporter_id
         self.clock = 0
         self.wake: int | None = None
@@ -112,31 +115,32 @@ class SupporterState:
 
     def copy(self) -> SupporterState:
         """A shallow copy: the fact lists are shared until one side replaces one."""
-        new = SupporterState.__new__(SupporterState)
-        new.supporter_id = self.supporter_id
-        new.clock = self.clock
-        new.wake = self.wake
-        new.calls = self.calls
-        new.irritation = self.irritation
-        new.emails = self.emails
-        new.markers = self.markers
-        new.consents = self.consents
-        new.mandates = self.mandates
-        new.churns = self.churns
-        new.last = self.last
-        new.last_at = self.last_at
-        new.last_cause = self.last_cause
-        new.zone = self.zone
-        new._fatigue = self._fatigue
-        new._f_fold = self._f_fold
-        new._i_fold = self._i_fold
-        new._consent = self._consent
-        new._loyal = self._loyal
-        new.prune_at = self.prune_at
+        return SupporterState(self.supporter_id, self)
+
+    def _copy_of(self, source: SupporterState) -> None:
+        self.supporter_id = source.supporter_id
+        self.clock = source.clock
+        self.wake = source.wake
+        self.calls = source.calls
+        self.irritation = source.irritation
+        self.emails = source.emails
+        self.markers = source.markers
+        self.consents = source.consents
+        self.mandates = source.mandates
+        self.churns = source.churns
+        self.last = source.last
+        self.last_at = source.last_at
+        self.last_cause = source.last_cause
+        self.zone = source.zone
+        self._fatigue = source._fatigue
+        self._f_fold = source._f_fold
+        self._i_fold = source._i_fold
+        self._consent = source._consent
+        self._loyal = source._loyal
+        self.prune_at = source.prune_at
         # the id set is shared, copied only when this copy adds an id (most copies add none)
-        new._eids = self._eids
-        new._eids_shared = True
-        return new
+        self._eids = source._eids
+        self._eids_shared = True
 
     def fact_lists(self) -> tuple[list[Any], ...]:
         return (
