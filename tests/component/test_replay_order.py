@@ -215,17 +215,25 @@ def test_late_events_are_dead_letters_and_counted_apart(
     source.write_bytes(b"".join(line + b"\n" for line in lines))
     real_init = Replayer.__init__
 
-    def late_engine(self: Replayer, *args: Any, **kwargs: Any) -> None:
-        real_init(self, *args, **kwargs)
-        engine_apply = self.engine.apply
+    class LateEngine:
+        """The real engine, except that it calls event e-1 late (a compiled Engine's
+        methods cannot be replaced, so the replayer gets this stand-in)."""
 
-        def apply(state: Any, event: Any, t: int | None = None) -> Any:
-            outcome = engine_apply(state, event, t)
+        def __init__(self, engine: Any) -> None:
+            self.engine = engine
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.engine, name)
+
+        def apply(self, state: Any, event: Any, t: int | None = None) -> Any:
+            outcome = self.engine.apply(state, event, t)
             if event.event_id != "e-1":
                 return outcome
             return _LateOutcome(outcome.state, [], [], late="older than the retention")
 
-        self.engine.apply = apply  # type: ignore[method-assign]
+    def late_engine(self: Replayer, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        self.engine = LateEngine(self.engine)
 
     monkeypatch.setattr(Replayer, "__init__", late_engine)
     out = _replay(tmp_path / "out", source)

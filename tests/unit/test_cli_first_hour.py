@@ -16,13 +16,16 @@ from relmon.commands.worker import StartupCoordinatorFilter
 
 
 def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
-    """`relmon --version` prints "relmon <version>" and exits 0."""
+    """`relmon --version` prints "relmon <version>; engine: ..." (compiled or pure Python, and
+    why) and exits 0."""
     from importlib.metadata import version
+
+    from relmon.domain import ENGINE
 
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0
-    assert capsys.readouterr().out.strip() == f"relmon {version('relmon')}"
+    assert capsys.readouterr().out.strip() == f"relmon {version('relmon')}; {ENGINE.describe()}"
 
 
 def test_the_worker_accepts_the_bootstrap_flag_its_kafka_error_names() -> None:

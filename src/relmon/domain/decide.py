@@ -26,7 +26,6 @@ Modelling choices:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 from relmon.domain.facts import (
     ALL,
@@ -52,14 +51,49 @@ from relmon.domain.state import SupporterState
 ReasonTuple = tuple[str, int | None, str | int]
 
 
-class Decision(NamedTuple):
-    suppressed: bool
-    reasons: tuple[ReasonTuple, ...]
-    until: int | None
-    fatigue: float
-    irritation: float
-    loyal: bool
-    wake: int | None
+class Decision:
+    """A decision at one time: suppressed, its reasons and end, the scores, and ``wake``
+    (when time alone can change it). A plain class (compiled, a native object); equal when
+    every field is."""
+
+    __slots__ = ("fatigue", "irritation", "loyal", "reasons", "suppressed", "until", "wake")
+
+    def __init__(
+        self,
+        suppressed: bool,
+        reasons: tuple[ReasonTuple, ...],
+        until: int | None,
+        fatigue: float,
+        irritation: float,
+        loyal: bool,
+        wake: int | None,
+    ) -> None:
+        self.suppressed = suppressed
+        self.reasons = reasons
+        self.until = until
+        self.fatigue = fatigue
+        self.irritation = irritation
+        self.loyal = loyal
+        self.wake = wake
+
+    def fields(self) -> tuple[object, ...]:
+        return (
+            self.suppressed,
+            self.reasons,
+            self.until,
+            self.fatigue,
+            self.irritation,
+            self.loyal,
+            self.wake,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Decision) and self.fields() == other.fields()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Decision{self.fields()!r}"
 
 
 def evaluate(st: SupporterState, r: Rules, as_of: int, strict: bool = False) -> Decision:
@@ -268,7 +302,7 @@ def _with_lapse(
         reasons.insert(i, lapsed)
     d = _decide(r, reasons, as_of, f_acc, f_ref, i_acc, i_ref, loyal, onset)
     if starts is not None and (d.wake is None or starts < d.wake):
-        return d._replace(wake=starts)
+        return Decision(d.suppressed, d.reasons, d.until, d.fatigue, d.irritation, d.loyal, starts)
     return d
 
 
@@ -281,35 +315,41 @@ def _before(t: int, as_of: int, strict: bool) -> bool:
 # loyal); each keyed by the identity of the lists it was derived from.
 
 
-class ConsentCache(NamedTuple):
-    consents: list[Consent]
-    do_not_call: list[Stamp]
-    reasons: tuple[ReasonTuple, ...]
+class ConsentCache:
+    __slots__ = ("consents", "do_not_call", "reasons")
+
+    def __init__(
+        self, consents: list[Consent], do_not_call: list[Stamp], reasons: tuple[ReasonTuple, ...]
+    ) -> None:
+        self.consents = consents
+        self.do_not_call = do_not_call
+        self.reasons = reasons
 
 
-class LoyaltyCache(NamedTuple):
-    mandates: list[MandateStatus]
-    since: int | None
+class LoyaltyCache:
+    __slots__ = ("mandates", "since")
+
+    def __init__(self, mandates: list[MandateStatus], since: int | None) -> None:
+        self.mandates = mandates
+        self.since = since
 
 
 def _consent_now(st: SupporterState, as_of: int) -> tuple[ReasonTuple, ...]:
     """The consent reasons at ``as_of``, at or after every fact (cached on the state: they
     do not depend on the time then)."""
-    cached = st._consent
+    cached: ConsentCache | None = st._consent
     consents, dnc = st.consents, st.markers[DO_NOT_CALL]
     if cached is None or cached.consents is not consents or cached.do_not_call is not dnc:
         cached = st._consent = ConsentCache(consents, dnc, _consent_reasons(st, as_of, False))
-    reasons: tuple[ReasonTuple, ...] = cached.reasons
-    return reasons
+    return cached.reasons
 
 
 def loyal_since(st: SupporterState) -> int | None:
     """When the donor is (or will be) loyal by the mandates' latest statuses (cached)."""
-    cached = st._loyal
+    cached: LoyaltyCache | None = st._loyal
     if cached is None or cached.mandates is not st.mandates:
         cached = st._loyal = LoyaltyCache(st.mandates, _loyal_since(st))
-    since: int | None = cached.since
-    return since
+    return cached.since
 
 
 def _consent_reasons(st: SupporterState, as_of: int, strict: bool) -> tuple[ReasonTuple, ...]:

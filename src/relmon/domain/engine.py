@@ -70,9 +70,8 @@ the decisions made by consent changes, ``do_not_call`` and mandate statuses, how
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from relmon.domain.alerts import call_alert, judge_calls, link_churns, reasons_of
 from relmon.domain.compliance import note_zone, outside_window_alerts
@@ -113,12 +112,14 @@ class Outcome(NamedTuple):
     late: str | None = None
 
 
-_HANDLERS: dict[str, Callable[[SupporterState, Any, int, Rules], SupporterState | None]] = {
-    "call_outcome": call_facts,
-    "consent_change": consent_facts,
-    "email_engagement": email_facts,
-    "donation_change": donation_facts,
-}
+def _outcome(
+    state: SupporterState,
+    records: list[SuppressionRecord],
+    alerts: list[Alert],
+    late: str | None = None,
+) -> Outcome:
+    # tuple.__new__: the named tuple's own __new__ is a Python function (slow from C)
+    return tuple.__new__(Outcome, (state, records, alerts, late))
 
 
 class Engine:
@@ -139,12 +140,21 @@ class Engine:
         st = state if state is not None else SupporterState(event.supporter_id)
         eid = event.event_id
         if eid in st.event_ids():
-            return Outcome(st, [], [])
+            return _outcome(st, [], [])
         r = self.rules
-        kept = _HANDLERS[event.type](st, event, t, r)
+        kind, ev = event.type, cast(Any, event)  # the handler's own type, by `type`
+        # if/elif, not a table of handlers: compiled, these are direct calls
+        if kind == "email_engagement":
+            kept = email_facts(st, ev, t, r)
+        elif kind == "call_outcome":
+            kept = call_facts(st, ev, t, r)
+        elif kind == "donation_change":
+            kept = donation_facts(st, ev, t, r)
+        else:
+            kept = consent_facts(st, ev, t, r)
         clock = st.clock
         if kept is None and t <= clock:  # nothing new, not even the time: say why if too old
-            return Outcome(st, [], [], late_reason(st, event, t, r))
+            return _outcome(st, [], [], late_reason(st, event, t, r))
         # the zone (calling windows: compliance.py) never changes a decision, so an event
         # that keeps no fact still takes the "only the time moved" path below
         nst = note_zone(st, kept, event.supporter_timezone, t) or st.copy()
@@ -155,7 +165,7 @@ class Engine:
                 if as_of >= nst.prune_at:
                     self._forget(nst, as_of)
                 nst.clock = as_of  # only the time moved; the decision stands
-                return Outcome(nst, [], [])
+                return _outcome(nst, [], [])
         elif t >= clock and not nst.churns and _only_emails_added(st, nst):
             # an e-mail sent, in time order: only fatigue grew, and no alert can follow (a
             # remembered churn may become alertable when an earlier one is forgotten: those
@@ -164,8 +174,8 @@ class Engine:
                 self._forget(nst, as_of)
             nst.clock = as_of
             if keeps_decision_with_more_fatigue(nst, st, r, as_of):
-                return Outcome(nst, [], [])
-            return Outcome(nst, self._emit(nst, evaluate(nst, r, as_of), as_of, eid), [])
+                return _outcome(nst, [], [])
+            return _outcome(nst, self._emit(nst, evaluate(nst, r, as_of), as_of, eid), [])
         else:
             if nst.calls is not st.calls and isinstance(event, CallOutcome):
                 alerts = self._call_alerts(st, nst, event, t)  # the call was kept: outbound
@@ -178,19 +188,19 @@ class Engine:
             self._forget(nst, as_of)
         nst.clock = as_of
         records = self._emit(nst, evaluate(nst, r, as_of), as_of, eid)
-        return Outcome(nst, records, alerts)
+        return _outcome(nst, records, alerts)
 
     def expire(self, state: SupporterState, now: datetime) -> Outcome:
         """Re-decide at ``now`` if a reason's ``until`` (or a loyalty onset) has passed."""
         n = int(now.timestamp())
         if state.wake is None or n < state.wake:
-            return Outcome(state, [], [])
+            return _outcome(state, [], [])
         nst = state.copy()
         as_of = max(state.clock, n)
         if as_of >= nst.prune_at:
             self._forget(nst, as_of)
         nst.clock = as_of
-        return Outcome(nst, self._emit(nst, evaluate(nst, self.rules, as_of), as_of, None), [])
+        return _outcome(nst, self._emit(nst, evaluate(nst, self.rules, as_of), as_of, None), [])
 
     def decision(
         self, state: SupporterState | None, supporter_id: str, at: datetime

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from relmon.domain.facts import ATTEMPTS, DAY, DINNER, Call, Contribution, Stamp
 from relmon.domain.policy import Policy
 from relmon.domain.state import SupporterState
+
+_new = tuple.__new__  # a fact without its named tuple's __new__ (a Python function)
 
 LN2 = math.log(2.0)
 
@@ -128,7 +129,7 @@ def call_item(calls: list[Call], i: int, w: Weights) -> Contribution:
     if others:
         weight *= 1.0 + w.extra_partner * len(others)
         label |= len(others) << 2
-    return Contribution(t, call.eid, label, weight)
+    return _new(Contribution, (t, call.eid, label, weight))
 
 
 # -- the caches this module owns on a state: ``_fatigue`` (the fatigue contributions of its
@@ -138,24 +139,32 @@ def call_item(calls: list[Call], i: int, w: Weights) -> Contribution:
 # to invalidate them.
 
 
-class FatigueCache(NamedTuple):
-    """``items``: the fatigue contributions derived from ``calls`` and ``emails``."""
+class FatigueCache:
+    """``items``: the fatigue contributions derived from ``calls`` and ``emails``.
 
-    calls: list[Call]
-    emails: list[Stamp]
-    items: list[Contribution]
+    The caches are plain classes, not named tuples: compiled, they are native objects (a
+    field read is a pointer load; a named tuple's is an attribute lookup, its construction
+    a call into Python).
+    """
+
+    __slots__ = ("calls", "emails", "items")
+
+    def __init__(self, calls: list[Call], emails: list[Stamp], items: list[Contribution]) -> None:
+        self.calls = calls
+        self.emails = emails
+        self.items = items
 
 
 def fatigue_items(st: SupporterState, w: Weights) -> list[Contribution]:
     """Every fatigue contribution of ``st``, in canonical order (cached on the state)."""
-    cached = st._fatigue
+    cached: FatigueCache | None = st._fatigue
     calls, emails = st.calls, st.emails
     if cached is not None and cached.calls is calls and cached.emails is emails:
-        found: list[Contribution] = cached.items
-        return found
+        return cached.items
     items = [call_item(calls, i, w) for i in range(len(calls))]
     if emails:
-        items.extend(Contribution(t, eid, EMAIL_SENT, w.email) for t, eid in emails)
+        weight = w.email
+        items.extend(_new(Contribution, (t, eid, EMAIL_SENT, weight)) for t, eid in emails)
         items.sort(key=_canonical)
     st._fatigue = FatigueCache(calls, emails, items)
     return items
@@ -165,14 +174,14 @@ def carry_fatigue(old: SupporterState, new: SupporterState, item: Contribution |
     """Give ``new`` (``old`` with calls or e-mails added) ``old``'s cached fatigue items and
     ``item``, when ``item`` is the only new contribution and goes after every other one (the
     common, in-order case); otherwise ``new`` computes its own when first scored."""
-    cached = old._fatigue
+    cached: FatigueCache | None = old._fatigue
     if item is None or cached is None or cached.calls is not old.calls:
         return
     # exactly one call or e-mail more: none dropped to keep a list under its cap
     added = len(new.calls) + len(new.emails) - len(old.calls) - len(old.emails)
     items = cached.items
     if cached.emails is old.emails and added == 1 and (not items or items[-1][:2] < item[:2]):
-        new._fatigue = tuple.__new__(FatigueCache, (new.calls, new.emails, [*items, item]))
+        new._fatigue = FatigueCache(new.calls, new.emails, [*items, item])
 
 
 def fatigue_sum(st: SupporterState, as_of: int, w: Weights) -> tuple[float, int]:
@@ -203,15 +212,20 @@ def _canonical(fact: Contribution) -> tuple[int, str]:
     return fact.t, fact.eid
 
 
-class Fold(NamedTuple):
-    """A decayed sum folded over ``items[start:count]``: reusable while they stay in range."""
+class Fold:
+    """A decayed sum folded over ``items[start:end]``: reusable while they stay in range."""
 
-    first: Contribution
-    last: Contribution
-    start: int
-    end: int
-    acc: float
-    ref: int
+    __slots__ = ("acc", "end", "first", "last", "ref", "start")
+
+    def __init__(
+        self, first: Contribution, last: Contribution, start: int, end: int, acc: float, ref: int
+    ) -> None:
+        self.first = first
+        self.last = last
+        self.start = start
+        self.end = end
+        self.acc = acc
+        self.ref = ref
 
 
 def decayed_sum(
