@@ -139,7 +139,7 @@ class Engine:
             t = int(event.occurred_at.timestamp())
         st = state if state is not None else SupporterState(event.supporter_id)
         eid = event.event_id
-        if eid in st.event_ids():
+        if st.has_event(eid):
             return _outcome(st, [], [])
         r = self.rules
         kind, ev = event.type, cast(Any, event)  # the handler's own type, by `type`

@@ -39,6 +39,7 @@ from relmon.errors import RelmonError
 _PLAIN = b"\x01"
 _ZLIB = b"\x02"
 COMPRESS_ABOVE = 1000
+FOLD_IDS = 8  # ids added to a state are folded into its id set by this many
 
 RecordKey = tuple[bool, tuple[tuple[str, int | None, str | int], ...], int | None]
 
@@ -49,7 +50,7 @@ class SupporterState:
     __slots__ = (
         "_consent",
         "_eids",
-        "_eids_shared",
+        "_eids_new",
         "_f_fold",
         "_fatigue",
         "_i_fold",
@@ -95,8 +96,8 @@ class SupporterState:
         # it; each is keyed by the identity of the fact lists it was derived from (lists are
         # replaced, never changed), so none needs invalidating elsewhere.
         # relmon.domain.state: the event ids of the retained facts (duplicates)
-        self._eids: set[str] | None = None
-        self._eids_shared = False  # the id set is another state's too: copy before adding
+        self._eids: frozenset[str] | None = None
+        self._eids_new: tuple[str, ...] = ()  # ids added since the set was made
         # relmon.domain.scoring: fatigue items (a FatigueCache), the score folds (Fold)
         self._fatigue: Any = None
         self._f_fold: Any = None
@@ -138,9 +139,9 @@ class SupporterState:
         self._consent = source._consent
         self._loyal = source._loyal
         self.prune_at = source.prune_at
-        # the id set is shared, copied only when this copy adds an id (most copies add none)
+        # the id set and the ids added since are shared: neither is ever changed
         self._eids = source._eids
-        self._eids_shared = True
+        self._eids_new = source._eids_new
 
     def fact_lists(self) -> tuple[list[Any], ...]:
         return (
@@ -153,26 +154,43 @@ class SupporterState:
             self.churns,
         )
 
-    def event_ids(self) -> set[str]:
-        """The event ids of every retained fact (cached on this object; do not change it:
-        :meth:`add_event_id` and :meth:`forget_event_ids` do)."""
-        if self._eids is None:
-            self._eids = {fact.eid for facts in self.fact_lists() for fact in facts}
-            self._eids_shared = False
-        return self._eids
+    def has_event(self, event_id: str) -> bool:
+        """Whether a retained fact carries ``event_id`` (the engine's duplicate check)."""
+        eids = self._eids
+        if eids is None:
+            eids = self._eids = frozenset(
+                [fact.eid for facts in self.fact_lists() for fact in facts]
+            )
+            self._eids_new = ()
+        return event_id in self._eids_new or event_id in eids
+
+    def event_ids(self) -> frozenset[str]:
+        """The event ids of every retained fact."""
+        self.has_event("")
+        assert self._eids is not None
+        return self._eids.union(self._eids_new) if self._eids_new else self._eids
 
     def add_event_id(self, event_id: str) -> None:
-        """Note the id of an event that left a fact (on a copy owned by the engine)."""
-        eids = self.event_ids()
-        if self._eids_shared:
-            eids = self._eids = set(eids)
-            self._eids_shared = False
-        eids.add(event_id)
+        """Note the id of an event that left a fact (on a copy owned by the engine).
+
+        The id set is shared by the copies of a state and never changed: a new id goes into
+        a short tuple of its own (copies share it too, and adding makes a new one), folded
+        into a new set every :data:`FOLD_IDS` ids. Copying the whole set for every id added
+        cost O(facts) per e-mail sent.
+        """
+        if self._eids is None:
+            return  # built from the facts, this event's among them, when next needed
+        added = (*self._eids_new, event_id)
+        if len(added) < FOLD_IDS:
+            self._eids_new = added
+        else:
+            self._eids = self._eids.union(added)
+            self._eids_new = ()
 
     def forget_event_ids(self) -> None:
         """Facts were dropped: the id set is rebuilt when next needed."""
         self._eids = None
-        self._eids_shared = False
+        self._eids_new = ()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SupporterState):

@@ -321,7 +321,7 @@ class Processor:
             return self._reroute(topic, partition, offset, text_key, value or b"", event, home)
         try:
             state = self.load(sid)
-            if state is not None and event.event_id in state.event_ids():
+            if state is not None and state.has_event(event.event_id):
                 return Result(event=event, status="duplicate")
             outcome = self.engine.apply(state, event)
         except Exception as exc:
