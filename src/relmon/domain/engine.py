@@ -266,26 +266,24 @@ class Engine:
         )
 
     def _forget(self, st: SupporterState, clock: int) -> None:
-        """Drop facts older than their list's retention (on a copy owned by the caller)."""
+        """Drop facts older than their list's retention (on a copy owned by the caller).
+
+        Their ids may stay in the state's id set: :meth:`SupporterState.has_event` allows
+        for that."""
         r = self.rules
-        dropped = False
         cut = clock - r.keep_calls
         if st.calls and st.calls[0].t < cut:
             st.calls = [f for f in st.calls if f.t >= cut]
             st._fatigue = None
-            dropped = True
         if st.churns and st.churns[0].t < cut:
             st.churns = [f for f in st.churns if f.t >= cut]
-            dropped = True
         cut = clock - r.keep_irritation
         if st.irritation and st.irritation[0].t < cut:
             st.irritation = [f for f in st.irritation if f.t >= cut]
-            dropped = True
         cut = clock - r.keep_emails
         if st.emails and st.emails[0].t < cut:
             st.emails = [f for f in st.emails if f.t >= cut]
             st._fatigue = None
-            dropped = True
         markers = st.markers
         for kind, keep in r.marker_retention:
             facts = markers[kind]
@@ -293,9 +291,6 @@ class Engine:
                 changed = list(markers)
                 changed[kind] = [f for f in facts if f.t >= clock - keep]
                 st.markers = markers = tuple(changed)
-                dropped = True
-        if dropped:
-            st.forget_event_ids()
         st.prune_at = r.prune_at(st)
 
 

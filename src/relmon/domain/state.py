@@ -40,6 +40,7 @@ _PLAIN = b"\x01"
 _ZLIB = b"\x02"
 COMPRESS_ABOVE = 1000
 FOLD_IDS = 8  # ids added to a state are folded into its id set by this many
+_NONE: frozenset[str] = frozenset()
 
 RecordKey = tuple[bool, tuple[tuple[str, int | None, str | int], ...], int | None]
 
@@ -97,7 +98,7 @@ class SupporterState:
         # replaced, never changed), so none needs invalidating elsewhere.
         # relmon.domain.state: the event ids of the retained facts (duplicates)
         self._eids: frozenset[str] | None = None
-        self._eids_new: tuple[str, ...] = ()  # ids added since the set was made
+        self._eids_new: frozenset[str] = _NONE  # ids added since the set was made
         # relmon.domain.scoring: fatigue items (a FatigueCache), the score folds (Fold)
         self._fatigue: Any = None
         self._f_fold: Any = None
@@ -155,42 +156,44 @@ class SupporterState:
         )
 
     def has_event(self, event_id: str) -> bool:
-        """Whether a retained fact carries ``event_id`` (the engine's duplicate check)."""
+        """Whether a retained fact carries ``event_id`` (the engine's duplicate check).
+
+        The id set answers "no" exactly and fast (most events are new). It may still hold
+        the ids of facts forgotten since it was made (the engine drops old facts without
+        remaking it: that cost O(facts) about every third event of a long replay), so a
+        "yes", which is rare (a redelivered event), is confirmed against the facts.
+        """
         eids = self._eids
         if eids is None:
-            eids = self._eids = frozenset(
-                [fact.eid for facts in self.fact_lists() for fact in facts]
-            )
-            self._eids_new = ()
-        return event_id in self._eids_new or event_id in eids
+            eids = self._eids = self.event_ids()
+            self._eids_new = _NONE
+        if event_id in eids or event_id in self._eids_new:
+            return any(fact.eid == event_id for facts in self.fact_lists() for fact in facts)
+        return False
 
     def event_ids(self) -> frozenset[str]:
-        """The event ids of every retained fact."""
-        self.has_event("")
-        assert self._eids is not None
-        return self._eids.union(self._eids_new) if self._eids_new else self._eids
+        """The event ids of every retained fact (read from the facts)."""
+        return frozenset([fact.eid for facts in self.fact_lists() for fact in facts])
 
     def add_event_id(self, event_id: str) -> None:
         """Note the id of an event that left a fact (on a copy owned by the engine).
 
         The id set is shared by the copies of a state and never changed: a new id goes into
-        a short tuple of its own (copies share it too, and adding makes a new one), folded
-        into a new set every :data:`FOLD_IDS` ids. Copying the whole set for every id added
-        cost O(facts) per e-mail sent.
+        a small set of its own (copies share it too, and adding makes a new one), folded
+        into a new whole set every :data:`FOLD_IDS` ids. (Copying the whole set for every id
+        added cost O(facts) per e-mail sent.) The set is made again from the facts when it
+        holds many more ids than there are facts (forgotten ones).
         """
         if self._eids is None:
-            return  # built from the facts, this event's among them, when next needed
-        added = (*self._eids_new, event_id)
+            return  # made from the facts, this event's among them, when next needed
+        added = self._eids_new.union((event_id,))
         if len(added) < FOLD_IDS:
             self._eids_new = added
+        elif len(self._eids) > 2 * sum(map(len, self.fact_lists())) + 4 * FOLD_IDS:
+            self._eids, self._eids_new = None, _NONE
         else:
             self._eids = self._eids.union(added)
-            self._eids_new = ()
-
-    def forget_event_ids(self) -> None:
-        """Facts were dropped: the id set is rebuilt when next needed."""
-        self._eids = None
-        self._eids_new = ()
+            self._eids_new = _NONE
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SupporterState):
