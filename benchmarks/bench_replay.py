@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from relmon.domain import Engine, SupporterState, default_policy, parse_event
+from relmon.domain import ENGINE, Engine, SupporterState, default_policy, parse_event
 from relmon.replay.file_replay import Replayer, fewer_gc_passes
 
 ZONE = ZoneInfo("Europe/Amsterdam")
@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     s = replayer.stats
     n = len(lines)
     print(f"events: {n:,} lines, {size:.0f} B average; python {sys.version.split()[0]}")
+    print(ENGINE.describe())  # compiled with mypyc, or the Python sources (RELMON_PURE_PYTHON=1)
     print(f"(a) json.loads:                  {plain:7.2f} s  {n / plain:>10,.0f} events/s")
     print("(b) replay (decode+validate+apply, outputs encoded to /dev/null):")
     print(f"                                 {replay:7.2f} s  {n / replay:>10,.0f} events/s")
