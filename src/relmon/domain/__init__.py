@@ -11,6 +11,7 @@ from relmon.domain.events import (
     ConsentChange,
     DonationChange,
     EmailEngagement,
+    Event,
     InputEvent,
     parse_event,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "DonationChange",
     "EmailEngagement",
     "Engine",
+    "Event",
     "InputEvent",
     "Outcome",
     "Policy",
