@@ -234,7 +234,5 @@ def test_what_msgspec_alone_would_misread_is_pydantic_s(field: bytes, value: byt
     data = b"{" + b",".join(k + b":" + v for k, v in pairs) + b"}"
     fast, slow = _outcome(parse_event, data, None), _outcome(parse_event_pydantic, data, None)
     assert fast == slow
-    try:
+    if fast[0] == "event":  # pydantic accepts it: parse_event gives pydantic's model
         assert not _is_struct(parse_event(data))
-    except InvalidEvent:
-        pass
