@@ -366,3 +366,14 @@ def test_supporter_timezone_is_optional_and_must_be_an_iana_zone(kind: str) -> N
         with pytest.raises(InvalidEvent) as info:
             parse_event(_with(VALID[kind], supporter_timezone=bad))
         assert info.value.field == "supporter_timezone"
+
+
+@pytest.mark.parametrize("bad", ["Europe", "America", "\U0001f600" * 64])
+def test_a_zone_name_zoneinfo_cannot_open_is_an_unknown_zone(bad: str) -> None:
+    """A zone name that is a directory of the time zone database, or too long for a file
+    name (zoneinfo raises OSError for both), is an unknown zone naming the field, not a
+    crash of parse_event."""
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(_with(VALID["email_engagement"], supporter_timezone=bad))
+    assert info.value.field == "supporter_timezone"
+    assert str(info.value).startswith("supporter_timezone: unknown IANA time zone")

@@ -83,7 +83,7 @@ LITERALS = [
 ]  # fmt: skip
 ZONES = [
     "Europe/Brussels", "Europe/Amsterdam", "UTC", "Etc/GMT+5", "America/Argentina/Buenos_Aires",
-    "Mars/Base", "europe/brussels", "../etc/passwd", "/etc/localtime", "Europe/Brussels\n", "",
+    "Mars/Base", "Europe", "America", "\U0001f600" * 64, "europe/brussels", "../etc/passwd", "/etc/localtime", "Europe/Brussels\n", "",
     " UTC", "Europe/" + "x" * 60,
 ]  # fmt: skip
 STRING_TEXTS = [

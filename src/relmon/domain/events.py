@@ -191,7 +191,7 @@ MARKETING_PURPOSES = frozenset({"upgrade", "reactivation", "acquisition", "surve
 def _known_zone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory
         raise ValueError("unknown IANA time zone, e.g. Europe/Amsterdam") from None
     return value
 
