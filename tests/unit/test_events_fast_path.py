@@ -83,8 +83,8 @@ LITERALS = [
 ]  # fmt: skip
 ZONES = [
     "Europe/Brussels", "Europe/Amsterdam", "UTC", "Etc/GMT+5", "America/Argentina/Buenos_Aires",
-    "Mars/Base", "Europe", "America", "\U0001f600" * 64, "europe/brussels", "../etc/passwd", "/etc/localtime", "Europe/Brussels\n", "",
-    " UTC", "Europe/" + "x" * 60,
+    "Mars/Base", "Europe", "America", "\U0001f600" * 64, "europe/brussels", "../etc/passwd",
+    "/etc/localtime", "Europe/Brussels\n", "", " UTC", "Europe/" + "x" * 60,
 ]  # fmt: skip
 STRING_TEXTS = [
     b'""', b'"x"', _j("x" * 63), _j("x" * 64), _j("x" * 65), _j("x" * 127), _j("x" * 128),
