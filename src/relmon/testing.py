@@ -20,14 +20,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from relmon.domain import Alert, Engine, Policy, SupporterState, SuppressionRecord, default_policy
-from relmon.domain.events import CallOutcome, ConsentChange, DonationChange, EmailEngagement
+from relmon.domain.events import (
+    INPUT_EVENT_TYPES,
+    CallOutcome,
+    ConsentChange,
+    DonationChange,
+    EmailEngagement,
+    Event,
+)
 
 InputEvent = CallOutcome | ConsentChange | EmailEngagement | DonationChange
 
@@ -164,6 +171,23 @@ def to_line(event: InputEvent) -> bytes:
     return orjson.dumps(event.model_dump(mode="json", exclude_none=True))
 
 
+_MODELS = {get_args(m.model_fields["type"].annotation)[0]: m for m in INPUT_EVENT_TYPES}
+
+
+def event_fields(event: Event) -> dict[str, object]:
+    """Every field of an event of either kind (a pydantic model or a msgspec Struct from
+    :func:`~relmon.domain.parse_event`), with each timestamp as its UTC instant and its UTC
+    offset: equal for events whose fields are equal, whatever their kind or ``tzinfo`` class.
+    """
+    out: dict[str, object] = {}
+    for name in _MODELS[event.type].model_fields:
+        value = getattr(event, name)
+        if isinstance(value, datetime):
+            value = (value.astimezone(UTC), value.utcoffset())
+        out[name] = value
+    return out
+
+
 @dataclass
 class Run:
     """What applying a list of events produced, in order."""
@@ -188,7 +212,7 @@ class Run:
         return outcome.records
 
 
-def run(events: Iterable[InputEvent], *, policy: Policy | None = None) -> Run:
+def run(events: Iterable[Event], *, policy: Policy | None = None) -> Run:
     """Apply ``events`` in the order given, one engine, one state per supporter."""
     result = Run(Engine(policy or default_policy()))
     for event in events:

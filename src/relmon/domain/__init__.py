@@ -18,6 +18,7 @@ from relmon.domain.events import (  # noqa: E402
     ConsentChange,
     DonationChange,
     EmailEngagement,
+    Event,
     InputEvent,
     parse_event,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "DonationChange",
     "EmailEngagement",
     "Engine",
+    "Event",
     "InputEvent",
     "Outcome",
     "Policy",

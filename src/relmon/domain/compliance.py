@@ -27,7 +27,7 @@ from datetime import datetime
 from relmon.domain.alerts import alert_id
 from relmon.domain.calling import calendar_for
 from relmon.domain.decide import evaluate
-from relmon.domain.events import MARKETING_PURPOSES, CallOutcome
+from relmon.domain.events import MARKETING_PURPOSES, CallOutcomeEvent
 from relmon.domain.outputs import Alert, CallingWindow, Contact, construct
 from relmon.domain.rules import Rules, utc
 from relmon.domain.state import SupporterState
@@ -56,7 +56,7 @@ def supporter_zone(st: SupporterState | None) -> str | None:
 
 
 def outside_window_alerts(
-    st: SupporterState, nst: SupporterState, r: Rules, ev: CallOutcome, t: int
+    st: SupporterState, nst: SupporterState, r: Rules, ev: CallOutcomeEvent, t: int
 ) -> list[Alert]:
     """``call_outside_window`` for a new outbound call kept on ``nst`` (see the docstring)."""
     if ev.campaign_purpose not in MARKETING_PURPOSES:

@@ -76,13 +76,7 @@ from typing import Any, NamedTuple, cast
 from relmon.domain.alerts import call_alert, judge_calls, link_churns, reasons_of
 from relmon.domain.compliance import note_zone, outside_window_alerts
 from relmon.domain.decide import Decision, evaluate, keeps_decision_with_more_fatigue
-from relmon.domain.events import (
-    MARKETING_PURPOSES,
-    CallOutcome,
-    ConsentChange,
-    DonationChange,
-    EmailEngagement,
-)
+from relmon.domain.events import MARKETING_PURPOSES, CallOutcomeEvent, Event
 from relmon.domain.explain import explain as explain_state
 from relmon.domain.outputs import Alert, SuppressionRecord, construct
 from relmon.domain.policy import Policy
@@ -95,8 +89,6 @@ from relmon.domain.update import (
     email_facts,
     late_reason,
 )
-
-Event = CallOutcome | ConsentChange | EmailEngagement | DonationChange
 
 
 class Outcome(NamedTuple):
@@ -177,7 +169,7 @@ class Engine:
                 return _outcome(nst, [], [])
             return _outcome(nst, self._emit(nst, evaluate(nst, r, as_of), as_of, eid), [])
         else:
-            if nst.calls is not st.calls and isinstance(event, CallOutcome):
+            if nst.calls is not st.calls and event.type == "call_outcome":
                 alerts = self._call_alerts(st, nst, event, t)  # the call was kept: outbound
                 alerts += outside_window_alerts(st, nst, r, event, t)
             if nst.calls and nst.calls[-1].t > t:
@@ -222,7 +214,7 @@ class Engine:
     # -- internals -----------------------------------------------------------------------
 
     def _call_alerts(
-        self, st: SupporterState, nst: SupporterState, ev: CallOutcome, t: int
+        self, st: SupporterState, nst: SupporterState, ev: CallOutcomeEvent, t: int
     ) -> list[Alert]:
         """call_while_suppressed for the new call, judged on the facts before it."""
         if ev.campaign_purpose not in MARKETING_PURPOSES:

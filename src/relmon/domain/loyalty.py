@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from relmon.domain.events import DonationChange
+from relmon.domain.events import DonationChangeEvent
 from relmon.domain.facts import DONATION_ACTION, MONTHLY, MandateStatus
 from relmon.domain.rules import add_months
 
@@ -35,7 +35,7 @@ def loyal_from(started: int, tenure_months: int) -> int:
     return add_months(started, tenure_months)
 
 
-def leaves_active(ev: DonationChange) -> bool:
+def leaves_active(ev: DonationChangeEvent) -> bool:
     """Whether the mandate is active after this change."""
     return ev.action in ACTIVE and ev.frequency == "monthly" and ev.amount_cents_after > 0
 
@@ -45,16 +45,16 @@ def is_active(status: MandateStatus) -> bool:
     return status.action in _ACTIVE_CODES and status.frequency == MONTHLY and status.amount > 0
 
 
-def is_downgrade(ev: DonationChange) -> bool:
+def is_downgrade(ev: DonationChangeEvent) -> bool:
     return ev.action == "downgraded" and ev.amount_cents_after < ev.amount_cents_before
 
 
-def is_churn(ev: DonationChange) -> bool:
+def is_churn(ev: DonationChangeEvent) -> bool:
     """A churn: cancelled, paused, reversed, or downgraded to a lower amount."""
     return ev.action in ENDING or is_downgrade(ev)
 
 
-def is_loyal_churn(ev: DonationChange, t: int, loyal_at: int) -> bool:
+def is_loyal_churn(ev: DonationChangeEvent, t: int, loyal_at: int) -> bool:
     """A churn of a monthly mandate of a donor loyal by the churn itself (at ``t``), where
     ``loyal_at`` is the mandate's :func:`loyal_from`."""
     return (

@@ -51,7 +51,13 @@ from __future__ import annotations
 import bisect
 from typing import TypeVar
 
-from relmon.domain.events import CallOutcome, ConsentChange, DonationChange, EmailEngagement
+from relmon.domain.events import (
+    CallOutcomeEvent,
+    ConsentChangeEvent,
+    DonationChangeEvent,
+    EmailEngagementEvent,
+    Event,
+)
 from relmon.domain.facts import (
     ALL,
     ATTEMPTS,
@@ -208,7 +214,7 @@ class _Change:
         return nst
 
 
-def call_facts(st: SupporterState, ev: CallOutcome, t: int, r: Rules) -> SupporterState | None:
+def call_facts(st: SupporterState, ev: CallOutcomeEvent, t: int, r: Rules) -> SupporterState | None:
     """Facts of a call outcome."""
     clock = max(st.clock, t)
     ch = _Change(st, clock, r)
@@ -259,7 +265,9 @@ def call_facts(st: SupporterState, ev: CallOutcome, t: int, r: Rules) -> Support
     return ch.commit(st, eid, t)
 
 
-def consent_facts(st: SupporterState, ev: ConsentChange, t: int, r: Rules) -> SupporterState | None:
+def consent_facts(
+    st: SupporterState, ev: ConsentChangeEvent, t: int, r: Rules
+) -> SupporterState | None:
     """Facts of a consent change."""
     ch = _Change(st, max(st.clock, t), r)
     channel, action = CHANNEL[ev.channel], CONSENT_ACTION[ev.action]
@@ -273,7 +281,9 @@ def consent_facts(st: SupporterState, ev: ConsentChange, t: int, r: Rules) -> Su
     return ch.commit(st, ev.event_id, t)
 
 
-def email_facts(st: SupporterState, ev: EmailEngagement, t: int, r: Rules) -> SupporterState | None:
+def email_facts(
+    st: SupporterState, ev: EmailEngagementEvent, t: int, r: Rules
+) -> SupporterState | None:
     """Facts of an e-mail engagement (most actions leave none)."""
     action = ev.action
     if action not in _EMAIL_FACT_ACTIONS:
@@ -294,7 +304,7 @@ def email_facts(st: SupporterState, ev: EmailEngagement, t: int, r: Rules) -> Su
 
 
 def donation_facts(
-    st: SupporterState, ev: DonationChange, t: int, r: Rules
+    st: SupporterState, ev: DonationChangeEvent, t: int, r: Rules
 ) -> SupporterState | None:
     """Facts of a donation change: the mandate's status, a downgrade, a loyal churn."""
     action = DONATION_ACTION[ev.action]
@@ -333,7 +343,7 @@ _Kept = tuple[str, int | None, int, bool]
 _MARKER_NAMES = ("complaint markers", "info_requested markers", "converted markers")
 
 
-def late_reason(st: SupporterState, ev: object, t: int, r: Rules) -> str | None:
+def late_reason(st: SupporterState, ev: Event, t: int, r: Rules) -> str | None:
     """Why an event at ``t``, not after the clock, left no fact: None if it never would.
 
     The engine calls this only when a handler returned None for an event that is not a
@@ -360,13 +370,13 @@ def late_reason(st: SupporterState, ev: object, t: int, r: Rules) -> str | None:
     )
 
 
-def _would_keep(st: SupporterState, ev: object, t: int, r: Rules) -> list[_Kept]:
+def _would_keep(st: SupporterState, ev: Event, t: int, r: Rules) -> list[_Kept]:
     """The fact lists the handlers add ``ev`` to (when in time), as :data:`_Kept`."""
     irritation: _Kept = ("irritation contributions", r.keep_irritation, r.max_facts, False)
     weights = r.irritation_weights
     out: list[_Kept] = []
     irritates = False
-    if isinstance(ev, CallOutcome):
+    if ev.type == "call_outcome":
         outcome, purpose = OUTCOME[ev.outcome], PURPOSE[ev.campaign_purpose]
         if ev.direction == "outbound":
             out.append(("call facts", r.keep_calls, r.max_facts, False))
@@ -385,17 +395,17 @@ def _would_keep(st: SupporterState, ev: object, t: int, r: Rules) -> list[_Kept]
             out.append(("do_not_call requests", None, r.max_do_not_call, False))
         elif kind is not None:
             out.append((_MARKER_NAMES[kind], r.keep_markers[kind], r.max_facts, False))
-    elif isinstance(ev, ConsentChange):
+    elif ev.type == "consent_change":
         out.append(("consent changes", None, r.max_consents, True))
         channel = CHANNEL[ev.channel]
         if ev.action != "opt_in" and channel not in (PHONE, ALL):
             irritates = weights[LABEL["opt_out_other_channel"]] > 0.0
-    elif isinstance(ev, EmailEngagement):
+    elif ev.type == "email_engagement":
         if ev.action == "sent":
             out.append(("e-mails sent", r.keep_emails, r.max_facts, False))
         elif ev.action in ("unsubscribed", "spam_complaint"):
             irritates = weights[LABEL["email_" + ev.action]] > 0.0
-    elif isinstance(ev, DonationChange) and ev.action != "one_off":
+    elif ev.type == "donation_change" and ev.action != "one_off":
         out.append(("mandate statuses", None, r.max_mandates, True))
         irritates = is_downgrade(ev) and weights[LABEL["downgraded"]] > 0.0
         started = int(ev.mandate_started_at.timestamp())

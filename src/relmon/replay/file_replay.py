@@ -69,7 +69,8 @@ from relmon.domain import (
     parse_event,
 )
 from relmon.domain.engine import Outcome
-from relmon.domain.events import CallOutcome, ConsentChange, DonationChange, EmailEngagement
+from relmon.domain.events import Event as Event  # re-exported: the replay modules import it here
+from relmon.domain.events import encode_event
 from relmon.domain.expiry import WakeQueue, expire_due
 from relmon.errors import InputFileError, InvalidEvent
 
@@ -77,7 +78,6 @@ if TYPE_CHECKING:
     from relmon.replay.whatif import Outcome as WhatIf
 
 Sink = Callable[[bytes], object]
-Event = CallOutcome | ConsentChange | EmailEngagement | DonationChange
 
 
 class Observer(Protocol):
@@ -241,7 +241,7 @@ class Replayer:
         if self._late is None:
             return
         if raw is None:
-            raw = event.model_dump_json(exclude_unset=True).encode("utf-8")
+            raw = encode_event(event)
         letter = DeadLetter(
             error=f"late event, no effect: {reason}",
             kind="late",

@@ -39,10 +39,8 @@ from relmon.domain import Alert, Policy, SuppressionRecord, loyalty
 from relmon.domain.events import (
     ATTEMPT_OUTCOMES,
     MARKETING_PURPOSES,
-    CallOutcome,
-    ConsentChange,
-    DonationChange,
-    EmailEngagement,
+    DonationChangeEvent,
+    Event,
 )
 from relmon.domain.outputs import ReasonCode, iso
 from relmon.domain.rules import utc
@@ -52,7 +50,6 @@ from relmon.replay.calling_report import calling_section, outside_label
 DAY = 86_400
 _FIRST = itemgetter(0)  # the time of a (t, ...) change, as a C-level bisect key
 REASON_ORDER: tuple[str, ...] = get_args(ReasonCode)  # the contract's order
-Event = CallOutcome | ConsentChange | EmailEngagement | DonationChange
 
 
 class CallFact(NamedTuple):
@@ -153,7 +150,7 @@ class Analysis:
         self.types[kind] += 1
         if kind == "email_engagement":  # most events: nothing more to note
             return
-        if isinstance(event, CallOutcome):
+        if event.type == "call_outcome":
             if event.direction == "outbound":
                 t = int(event.occurred_at.timestamp())
                 if self.first_call is None or t < self.first_call:
@@ -169,10 +166,10 @@ class Analysis:
                         event.amount_delta_cents,
                     )
                 )
-        elif isinstance(event, DonationChange):
+        elif event.type == "donation_change":
             self._donation(event)
 
-    def _donation(self, ev: DonationChange) -> None:
+    def _donation(self, ev: DonationChangeEvent) -> None:
         if ev.action == "one_off":
             return
         sid, t = ev.supporter_id, int(ev.occurred_at.timestamp())

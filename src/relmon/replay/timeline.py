@@ -30,13 +30,7 @@ from relmon.domain import (
 )
 from relmon.domain.calling import calendar_for
 from relmon.domain.compliance import supporter_zone
-from relmon.domain.events import (
-    ATTEMPT_OUTCOMES,
-    CallOutcome,
-    ConsentChange,
-    DonationChange,
-    EmailEngagement,
-)
+from relmon.domain.events import ATTEMPT_OUTCOMES
 from relmon.domain.expiry import expire_due
 from relmon.domain.outputs import iso
 from relmon.domain.rules import utc
@@ -79,14 +73,14 @@ class Timeline:
 
 def describe(ev: Event) -> str:
     """A short human description of an event."""
-    if isinstance(ev, CallOutcome):
+    if ev.type == "call_outcome":
         return (
             f"call {ev.direction} {ev.campaign_purpose} by {ev.partner_id}"
             f"{' (' + ev.agent_id + ')' if ev.agent_id else ''}: {ev.outcome}"
         )
-    if isinstance(ev, ConsentChange):
+    if ev.type == "consent_change":
         return f"consent {ev.action} on {ev.channel} via {ev.source}"
-    if isinstance(ev, EmailEngagement):
+    if ev.type == "email_engagement":
         return f"email {ev.action} ({ev.campaign_id})"
     amounts = f"{ev.amount_cents_before / 100:.2f} -> {ev.amount_cents_after / 100:.2f}"
     return f"donation {ev.action} {ev.frequency} {amounts} {ev.currency} ({ev.mandate_id})"
@@ -217,7 +211,7 @@ def _marker(r: Row) -> svg.Marker | None:
     if ev is None:
         return None
     title = f"{_ts(r.t)} {describe(ev)}"
-    if isinstance(ev, CallOutcome):
+    if ev.type == "call_outcome":
         kind = (
             "bad"
             if ev.outcome in _BAD_OUTCOMES
@@ -226,10 +220,10 @@ def _marker(r: Row) -> svg.Marker | None:
             else "reached"
         )
         return svg.Marker(r.t, r.fatigue, _OUTCOME_COLORS[kind], title)
-    if isinstance(ev, DonationChange):
+    if ev.type == "donation_change":
         bad = ev.action in ("cancelled", "paused", "reversed", "downgraded", "payment_failed")
         return svg.Marker(r.t, 0.03, "#e15759" if bad else "#59a14f", title, "diamond")
-    if isinstance(ev, ConsentChange):
+    if ev.type == "consent_change":
         color = "#59a14f" if ev.action == "opt_in" else "#b07aa1"
         return svg.Marker(r.t, 0.1, color, title, "triangle")
     if ev.action in ("unsubscribed", "spam_complaint"):

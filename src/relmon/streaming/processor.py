@@ -41,7 +41,7 @@ from aiokafka.partitioner import murmur2
 from relmon.domain import (
     DeadLetter,
     Engine,
-    InputEvent,
+    Event,
     Outcome,
     SupporterState,
     encode_alert,
@@ -88,7 +88,7 @@ class Result:
     """
 
     emits: list[Emit] = field(default_factory=list)
-    event: InputEvent | None = None
+    event: Event | None = None
     status: str = "ok"
     error_kind: str | None = None
     outcome: Outcome | None = None
@@ -444,7 +444,7 @@ class Processor:
         offset: int,
         key: str | None,
         value: bytes,
-        event: InputEvent,
+        event: Event,
         home: int,
     ) -> Result:
         if key is None:
