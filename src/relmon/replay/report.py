@@ -148,14 +148,15 @@ class Analysis:
 
     # -- observing ---------------------------------------------------------------------
 
-    def event(self, event: Event) -> None:
+    def event(self, event: Event, t: int) -> None:
+        """Note one valid event at its epoch second ``t``; called for every event of a
+        replay, so an e-mail (most of them) is counted and nothing more."""
         kind = event.type
         self.types[kind] += 1
         if kind == "email_engagement":  # most events: nothing more to note
             return
         if isinstance(event, CallOutcome):
             if event.direction == "outbound":
-                t = int(event.occurred_at.timestamp())
                 if self.first_call is None or t < self.first_call:
                     self.first_call = t
                 self.calls[event.supporter_id].append(
@@ -170,12 +171,12 @@ class Analysis:
                     )
                 )
         elif isinstance(event, DonationChange):
-            self._donation(event)
+            self._donation(event, t)
 
-    def _donation(self, ev: DonationChange) -> None:
+    def _donation(self, ev: DonationChange, t: int) -> None:
         if ev.action == "one_off":
             return
-        sid, t = ev.supporter_id, int(ev.occurred_at.timestamp())
+        sid = ev.supporter_id
         loyal_at = loyalty.loyal_from(int(ev.mandate_started_at.timestamp()), self.tenure)
         mandates = self._mandates[sid]
         mandates[ev.mandate_id] = loyal_at if loyalty.leaves_active(ev) else None
