@@ -46,10 +46,12 @@ import shutil
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from itertools import chain, repeat
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
@@ -95,6 +97,18 @@ class Observer(Protocol):
 
 
 _NEVER = float("inf")  # no change by time alone is due
+_UNKNOWN = float("nan")  # an instant the order check cannot vouch for
+
+
+def _micro_fraction(text: str) -> bool:
+    """Whether the fraction of second in an RFC 3339 ``text`` has at most six digits (every
+    decoder then gives the same microsecond)."""
+    digits = 0
+    for char in text[text.index(".") + 1 :]:
+        if not char.isdigit():
+            break
+        digits += 1
+    return digits <= 6
 
 
 def _event_hook(observer: Observer | None) -> Callable[[Event, int], None] | None:
@@ -423,6 +437,7 @@ class EventTimeMerge:
         self.paths = [Path(p) for p in paths]
         self.on_bad = on_bad
         self.in_order: list[bool] = []
+        self._instants: list[array[float]] = []  # per input, per line (NaN: not known)
         self.sizes: list[int] = []
         self.lines = 0
         self.blank = 0
@@ -445,23 +460,30 @@ class EventTimeMerge:
                 )
             seen[key] = i
             self.sizes.append(_checked_size(path))
-            self.in_order.append(self._in_time_order(path))
+            instants: array[float] = array("d")
+            self.in_order.append(self._in_time_order(path, instants))
+            self._instants.append(instants)
         return self.in_order
 
     @staticmethod
-    def _in_time_order(path: Path) -> bool:
+    def _in_time_order(path: Path, instants: array[float]) -> bool:
         """Whether the ``occurred_at`` of the file's lines never goes back (lines without one
-        are ignored); stops at the first step back.
+        are ignored); stops at the first step back. Appends each line's instant (epoch
+        seconds, as ``occurred_at.timestamp()`` gives it) to ``instants``, NaN where this
+        pass cannot vouch for it: :meth:`_stream` takes the instants from there instead of
+        calling ``timestamp()`` a second time for every event.
 
         Python's ISO parser reads every RFC 3339 form the validator accepts (``t``/``z`` once
-        upper-cased) and truncates fractions beyond microseconds as the validator does, so for
-        a valid event this is the instant :func:`parse_event` gives. One loop, no call per
-        line (this pass was a tenth of a whole replay's time): the line is decoded with its
-        line end (JSON allows it), and an ``occurred_at`` text equal to the previous line's is
-        not parsed as a time again.
+        upper-cased), so for a valid event this is the instant :func:`parse_event` gives;
+        a fraction beyond microseconds, where decoders may truncate or round, is left to the
+        decoder (NaN). One loop, no call per line (this pass was a tenth of a whole replay's
+        time): the line is decoded with its line end (JSON allows it), and an
+        ``occurred_at`` text equal to the previous line's is not parsed as a time again.
+        Comparing the instants as floats costs what comparing the datetimes did.
         """
         loads, decode_error, parse = orjson.loads, orjson.JSONDecodeError, datetime.fromisoformat
-        last: datetime | None = None
+        add = instants.append
+        last = -_NEVER
         last_text = None
         try:
             with path.open("rb") as handle:
@@ -469,18 +491,24 @@ class EventTimeMerge:
                     try:
                         value = loads(line)["occurred_at"]
                     except (decode_error, TypeError, KeyError):
+                        add(_UNKNOWN)
                         continue
                     if value == last_text and type(value) is str:
+                        add(last)
                         continue
                     try:
-                        t = parse(value.upper())
+                        d = parse(value.upper())
                     except (TypeError, AttributeError, ValueError):
+                        add(_UNKNOWN)
                         continue
-                    if t.tzinfo is None:  # without an offset it is not a valid event
+                    if d.tzinfo is None:  # without an offset it is not a valid event
+                        add(_UNKNOWN)
                         continue
-                    if last is not None and t < last:
+                    t = d.timestamp()
+                    if t < last:
                         return False
                     last, last_text = t, value
+                    add(t if "." not in value or _micro_fraction(value) else _UNKNOWN)
         except OSError as exc:
             raise InputFileError(f"{path}: read failed: {exc.strerror or exc}") from None
         return True
@@ -521,16 +549,20 @@ class EventTimeMerge:
         """An input in time order, streamed; events of one instant sorted among themselves.
 
         :meth:`_lines` inlined (one generator a line instead of two, locals for the
-        counters): the same lines, errors and counts.
+        counters, handed on a MiB at a time and at the end): the same lines, errors and
+        counts.
         """
         path = self.paths[index]
         on_bad, parse = self.on_bad, parse_event
         group: list[Item] = []
         at = -1e300
         lines = blank = read = 0
+        # the order check's instant of each line; NaN past its end (lines appended since)
+        instants = chain(self._instants[index], repeat(_UNKNOWN))
         try:
             with path.open("rb") as handle:
-                for number, line in enumerate(handle, start=1):
+                pairs = zip(handle, instants, strict=False)  # instants never end: the lines do
+                for number, (line, known) in enumerate(pairs, start=1):
                     lines += 1
                     read += len(line)
                     line = line.rstrip(b"\r\n")
@@ -542,22 +574,24 @@ class EventTimeMerge:
                         else:
                             blank += 1
                         continue
-                    t = event.occurred_at.timestamp()
+                    t = known if known == known else event.occurred_at.timestamp()  # NaN
                     if t != at:
                         if t < at:
                             raise OutOfOrderError(
                                 f"{path} line {number}: goes back in time although the order "
                                 "check found the file in time order; please report this"
                             )
-                        if group:
+                        if read >= 1 << 20:  # the counts, for the progress bar, a MiB at a time
                             self.lines += lines
                             self.blank += blank
                             self.bytes_read += read
                             lines = blank = read = 0
-                            if len(group) > 1:
-                                group.sort()
+                        if len(group) == 1:  # most instants hold one event
+                            yield group[0]
+                        elif group:
+                            group.sort()
                             yield from group
-                            group = []
+                        group.clear()  # (yielded items are tuples: the list is ours)
                         at = t
                     group.append((t, event.event_id, line, index, number, event))
         except OSError as exc:
