@@ -209,22 +209,27 @@ class Analysis:
         return onset + second
 
     def records(self, records: list[SuppressionRecord]) -> None:
+        started, opened = self.started, self._open
         for r in records:
             sid = r.supporter_id
             t = int(r.decided_at.timestamp())
             if self.first_record is None:
                 self.first_record = t
             reasons = tuple(
-                (x.code, None if x.until is None else int(x.until.timestamp())) for x in r.reasons
+                [(x.code, None if x.until is None else int(x.until.timestamp())) for x in r.reasons]
             )
-            before = self._open.pop(sid, None)
-            old_codes: set[str] = set()
-            if before is not None:
+            before = opened.pop(sid, None)
+            if before is None:  # nothing was in force: every reason starts
+                for code, _until in reasons:
+                    started[code] += 1
+            else:
                 self._interval(before[0], t, before[1])
-                old_codes = {c for c, u in before[1] if u is None or u > t}
-            self.started.update(c for c, _u in reasons if c not in old_codes)
+                in_force = {c for c, u in before[1] if u is None or u > t}
+                for code, _until in reasons:
+                    if code not in in_force:
+                        started[code] += 1
             if reasons:
-                self._open[sid] = (t, reasons)
+                opened[sid] = (t, reasons)
 
     def alerts(self, alerts: list[Alert]) -> None:
         for a in alerts:
