@@ -751,9 +751,10 @@ class Session:
             self.other.apply(event)
 
     def apply(self, event: Event) -> None:
-        self.primary.apply(event)
+        t = int(event.occurred_at.timestamp())  # once for both engines
+        self.primary.apply_at(event, t)
         if self.other is not None:
-            self.other.apply(event)
+            self.other.apply_at(event, t)
 
     def apply_merged(self, items: Iterable[Item], tick: Callable[[], object]) -> None:
         """Apply the merged input lines of a file replay, in their order; ``tick()`` every
