@@ -65,3 +65,33 @@ def test_lines_appended_after_the_check_are_keyed_by_their_events(tmp_path: Path
     with source.open("ab") as handle:
         handle.write(b"".join(line + b"\n" for line in lines[3:]))
     assert _keys_match_events(merge) == len(FORMS)
+
+
+def test_a_repeated_long_fraction_is_still_left_to_the_decoder(tmp_path: Path) -> None:
+    """Two lines with the same ``occurred_at`` text beyond microseconds (the check parses the
+    text once) both take their instant from the decoded events."""
+    text = "2026-03-02T10:00:01.9999999Z"
+    source = tmp_path / "same.jsonl"
+    source.write_bytes(b"".join(line + b"\n" for line in _lines([text, text])))
+    merge = EventTimeMerge([source], lambda *bad: None)
+    assert merge.check() == [True]
+    # the check vouches for neither line (today's decoder truncates as Python's parser does,
+    # so only the kept instants show that the second line was not taken on trust)
+    kept = merge._instants[0].tolist()
+    assert len(kept) == 2
+    assert all(x != x for x in kept)  # NaN
+    assert _keys_match_events(merge) == 2
+
+
+def test_an_occurred_at_given_twice_keys_the_event_at_the_value_it_keeps(
+    tmp_path: Path,
+) -> None:
+    """A line naming ``occurred_at`` twice is keyed by the value the decoder keeps (the last),
+    as the order check reads it: the key never disagrees with the applied event."""
+    lines = _lines(["2026-03-02T10:00:00Z", "2026-03-02T10:00:05Z"])
+    twice = lines[0][:-1] + b',"occurred_at":"2026-03-02T10:00:03Z"}'
+    source = tmp_path / "twice.jsonl"
+    source.write_bytes(twice + b"\n" + lines[1] + b"\n")
+    merge = EventTimeMerge([source], lambda *bad: None)
+    assert merge.check() == [True]
+    assert _keys_match_events(merge) == 2

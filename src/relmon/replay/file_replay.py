@@ -482,12 +482,14 @@ class EventTimeMerge:
         decoder (NaN). One loop, no call per line (this pass was a tenth of a whole replay's
         time): the line is decoded with its line end (JSON allows it), and an
         ``occurred_at`` text equal to the previous line's is not parsed as a time again.
-        Comparing the instants as floats costs what comparing the datetimes did.
+        Comparing the instants as floats costs what comparing the datetimes did. A key given
+        twice counts as its last value here as in :func:`parse_event` (the tests hold both
+        to it).
         """
         loads, decode_error, parse = orjson.loads, orjson.JSONDecodeError, datetime.fromisoformat
         add = instants.append
         last = -_NEVER
-        last_text = None
+        last_text, last_added = None, _UNKNOWN
         try:
             with path.open("rb") as handle:
                 for line in handle:
@@ -497,7 +499,7 @@ class EventTimeMerge:
                         add(_UNKNOWN)
                         continue
                     if value == last_text and type(value) is str:
-                        add(last)
+                        add(last_added)
                         continue
                     try:
                         d = parse(value.upper())
@@ -511,7 +513,8 @@ class EventTimeMerge:
                     if t < last:
                         return False
                     last, last_text = t, value
-                    add(t if "." not in value or _micro_fraction(value) else _UNKNOWN)
+                    last_added = t if "." not in value or _micro_fraction(value) else _UNKNOWN
+                    add(last_added)
         except OSError as exc:
             raise InputFileError(f"{path}: read failed: {exc.strerror or exc}") from None
         return True
