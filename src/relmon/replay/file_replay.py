@@ -464,8 +464,10 @@ class EventTimeMerge:
             seen[key] = i
             self.sizes.append(_checked_size(path))
             instants: array[float] = array("d")
-            self.in_order.append(self._in_time_order(path, instants))
-            self._instants.append(instants)
+            ordered = self._in_time_order(path, instants)
+            self.in_order.append(ordered)
+            # only a streamed input uses them (a sorted one decodes its lines for its keys)
+            self._instants.append(instants if ordered else array("d"))
         return self.in_order
 
     @staticmethod
