@@ -39,7 +39,7 @@ def _run(policy: Policy, analysis: Analysis | None = None) -> Tally:
     for e in EVENTS:
         replayer.apply(e)
         if analysis is not None:
-            analysis.event(e)
+            analysis.event(e, int(e.occurred_at.timestamp()))
     return tally
 
 
@@ -70,7 +70,7 @@ def test_a_churn_with_no_blocked_call_before_it_is_not_prevented() -> None:
     replayer = Replayer(tally.policy, "t", None, None, None, observer=tally)
     for e in events:
         replayer.apply(e)
-        analysis.event(e)
+        analysis.event(e, int(e.occurred_at.timestamp()))
     result = outcome(tally, analysis.call_index(), analysis.calls)
     assert (result.churns_after_contact, result.churns_prevented, result.calls_suppressed) == (
         1,

@@ -18,7 +18,8 @@ judges a fact against the supporter's latest event, so the order of application 
 inputs' valid events are applied in the order of the total key ``(occurred_at as an instant,
 event_id, the raw line bytes)``: any split, concatenation or shuffle of the same lines gives
 the same order, hence the same decisions and alert ids. Each input is first checked (a cheap
-pass: ``occurred_at`` only, stopping at the first step back in time). An input whose events
+pass: ``occurred_at`` only, stopping at the first step back in time; it keeps each line's
+instant, 8 bytes a line, so the stream need not compute it again). An input whose events
 never go back in time is streamed (events with the same instant are sorted among themselves,
 in a small buffer); any other input is read whole and sorted in memory: its lines' bytes plus
 about 250 bytes a line (a 1 GB export of 3 million events needs about 2 GB). The inputs are
@@ -46,10 +47,12 @@ import shutil
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from itertools import chain, repeat
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
@@ -68,7 +71,6 @@ from relmon.domain import (
     encode_record,
     parse_event,
 )
-from relmon.domain.engine import Outcome
 from relmon.domain.events import Event as Event  # re-exported: the replay modules import it here
 from relmon.domain.events import encode_event
 from relmon.domain.expiry import WakeQueue, expire_due
@@ -81,13 +83,43 @@ Sink = Callable[[bytes], object]
 
 
 class Observer(Protocol):
-    """Sees every valid event (before the engine), and every record and alert emitted."""
+    """Sees every valid event (before the engine, with its epoch second ``t``), and every
+    record and alert emitted.
 
-    def event(self, event: Event) -> None: ...
+    An observer that needs no events says so with a class attribute ``ignores_events = True``
+    (its ``event`` is then never called: one call less an event).
+    """
+
+    def event(self, event: Event, t: int) -> None: ...
 
     def records(self, records: list[SuppressionRecord]) -> None: ...
 
     def alerts(self, alerts: list[Alert]) -> None: ...
+
+
+_NEVER = float("inf")  # no change by time alone is due
+_UNKNOWN = float("nan")  # an instant the order check cannot vouch for
+
+
+def _micro_fraction(text: str) -> bool:
+    """Whether the fraction of second in an RFC 3339 ``text`` has at most six digits (every
+    decoder then gives the same microsecond)."""
+    digits = 0
+    for char in text[text.index(".") + 1 :]:
+        if not char.isdigit():
+            break
+        digits += 1
+    return digits <= 6
+
+
+def _event_hook(observer: Observer | None) -> Callable[[Event, int], None] | None:
+    """What the replay calls for each event: the one observer that wants events, called
+    directly (not through :class:`Observers`), or None when none does."""
+    if observer is None or getattr(observer, "ignores_events", False):
+        return None
+    if isinstance(observer, Observers):
+        return observer.event_hook()
+    return observer.event
 
 
 @dataclass
@@ -142,8 +174,10 @@ class Replayer:
         self._records, self._alerts, self._dead = records, alerts, dead
         self._late = dead if late is None else late
         self._due = WakeQueue()
+        self._next_due: float = _NEVER  # the earliest time in _due (it may be stale)
         self._watermark = -(1 << 62)
         self.observer = observer
+        self._see_event = _event_hook(observer)
         self.first_at: int | None = None  # earliest and latest valid event time
         self.last_at: int | None = None
         self.first_error: str | None = None
@@ -180,20 +214,37 @@ class Replayer:
         ``partition`` and ``offset``) name the event in its dead letter should it be late;
         ``timestamp`` is ``event.occurred_at.timestamp()`` when the caller has it already.
         """
+        t = int(event.occurred_at.timestamp() if timestamp is None else timestamp)
+        self.apply_at(event, t, raw, line, source, partition, offset)
+
+    def apply_at(
+        self,
+        event: Event,
+        t: int,
+        raw: bytes | None = None,
+        line: int | None = None,
+        source: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        """:meth:`apply` for a caller that knows the event's epoch second ``t`` already (the
+        file replay's merge has it in its sort key): positional, and no ``timestamp()``.
+
+        Run once an event, so it reads as few attributes as it can: an e-mail that changes
+        no decision costs this method, the engine, and the report's event hook.
+        """
         stats = self.stats
         stats.valid += 1
-        t = int(event.occurred_at.timestamp() if timestamp is None else timestamp)
         if t > self._watermark:  # the watermark is the latest time so far: last_at
-            due = self._due.next_at()
-            if due is not None and due <= t:
+            if t >= self._next_due:
                 self._expire_until(t)
             self._watermark = self.last_at = t
         first = self.first_at
         if first is None or t < first:
             self.first_at = t
-        observer = self.observer
-        if observer is not None:
-            observer.event(event)
+        see = self._see_event
+        if see is not None:
+            see(event, t)
         sid = event.supporter_id
         states = self.states
         state = states.get(sid)
@@ -206,25 +257,39 @@ class Replayer:
             states[sid] = new
             if state is None:
                 stats.supporters += 1
-                self._due.note(sid, new.wake)
+                self._note(sid, new.wake)
             elif new.wake != state.wake:
-                self._due.note(sid, new.wake)
+                self._note(sid, new.wake)
         if records:
-            stats.records += len(records)
-            sink = self._records
-            if sink is not None:
-                for record in records:
-                    sink(encode_record(record))
-            if observer is not None:
-                observer.records(records)
+            self._emit_records(records)
         if alerts:
-            stats.alerts += len(alerts)
-            sink = self._alerts
-            if sink is not None:
-                for alert in alerts:
-                    sink(encode_alert(alert))
-            if observer is not None:
-                observer.alerts(alerts)
+            self._emit_alerts(alerts)
+
+    def _note(self, sid: str, wake: int | None) -> None:
+        """The supporter's next change by time alone is at ``wake``; keeps ``_next_due``, the
+        earliest time in the queue, so that an event need not ask the queue."""
+        if wake is not None:
+            self._due.note(sid, wake)
+            if wake < self._next_due:
+                self._next_due = wake
+
+    def _emit_records(self, records: list[SuppressionRecord]) -> None:
+        self.stats.records += len(records)
+        sink = self._records
+        if sink is not None:
+            for record in records:
+                sink(encode_record(record))
+        if self.observer is not None:
+            self.observer.records(records)
+
+    def _emit_alerts(self, alerts: list[Alert]) -> None:
+        self.stats.alerts += len(alerts)
+        sink = self._alerts
+        if sink is not None:
+            for alert in alerts:
+                sink(encode_alert(alert))
+        if self.observer is not None:
+            self.observer.alerts(alerts)
 
     def _late_letter(
         self,
@@ -257,22 +322,18 @@ class Replayer:
 
     def _expire_until(self, t: int) -> None:
         """Apply, across supporters in time order, every change by time alone up to ``t``."""
-        states = self.states
-        for wake, sid in self._due.pop_due(t, lambda sid: states[sid].wake):
+        states, engine, due = self.states, self.engine, self._due
+        for wake, sid in due.pop_due(t, lambda sid: states[sid].wake):
             # one step: the supporter's next change goes back in the queue, in time order
-            for _due, outcome in expire_due(self.engine, states[sid], wake):
-                self._expired(sid, outcome)
-
-    def _expired(self, sid: str, outcome: Outcome) -> None:
-        self.states[sid] = outcome.state
-        self._due.note(sid, outcome.state.wake)
-        if outcome.records:
-            self.stats.records += len(outcome.records)
-            if self._records is not None:
-                for record in outcome.records:
-                    self._records(encode_record(record))
-            if self.observer is not None:
-                self.observer.records(outcome.records)
+            for _due, outcome in expire_due(engine, states[sid], wake):
+                state = outcome.state
+                states[sid] = state
+                self._note(sid, state.wake)
+                if outcome.records:
+                    self._emit_records(outcome.records)
+        # everything due by t is done: the queue's earliest is after t (or there is none)
+        after = due.next_at()
+        self._next_due = _NEVER if after is None else after
 
     def dead_letter(
         self,
@@ -354,8 +415,10 @@ def read_lines(path: Path) -> Iterable[bytes]:
 # One valid event of an input, as merged: the sort key (instant, event_id, raw bytes), then
 # the input's index and the line number (which only separate byte-identical lines), then the
 # event. Tuples compare element by element, so the event itself is never compared. The
-# instant is ``occurred_at.timestamp()``: a float keeps every microsecond of an epoch-second
-# time apart (its spacing there is below 0.25 µs) and compares far faster than datetimes.
+# instant is ``occurred_at.timestamp()`` (for a streamed input, as the order check read it
+# from the text): a float keeps every microsecond of an epoch-second time apart (its spacing
+# there is below 0.25 µs) and compares far faster than datetimes; ``int()`` of it is the
+# epoch second the engine takes.
 Item = tuple[float, str, bytes, int, int, Event]
 BadLine = Callable[[int, int, bytes, InvalidEvent], None]
 
@@ -377,6 +440,7 @@ class EventTimeMerge:
         self.paths = [Path(p) for p in paths]
         self.on_bad = on_bad
         self.in_order: list[bool] = []
+        self._instants: list[array[float]] = []  # per input, per line (NaN: not known)
         self.sizes: list[int] = []
         self.lines = 0
         self.blank = 0
@@ -399,42 +463,60 @@ class EventTimeMerge:
                 )
             seen[key] = i
             self.sizes.append(_checked_size(path))
-            self.in_order.append(self._in_time_order(path))
+            instants: array[float] = array("d")
+            ordered = self._in_time_order(path, instants)
+            self.in_order.append(ordered)
+            # only a streamed input uses them (a sorted one decodes its lines for its keys)
+            self._instants.append(instants if ordered else array("d"))
         return self.in_order
 
     @staticmethod
-    def _in_time_order(path: Path) -> bool:
+    def _in_time_order(path: Path, instants: array[float]) -> bool:
         """Whether the ``occurred_at`` of the file's lines never goes back (lines without one
-        are ignored); stops at the first step back.
+        are ignored); stops at the first step back. Appends each line's instant (epoch
+        seconds, as ``occurred_at.timestamp()`` gives it) to ``instants``, NaN where this
+        pass cannot vouch for it: :meth:`_stream` takes the instants from there instead of
+        calling ``timestamp()`` a second time for every event.
 
         Python's ISO parser reads every RFC 3339 form the validator accepts (``t``/``z`` once
-        upper-cased) and truncates fractions beyond microseconds as the validator does, so for
-        a valid event this is the instant :func:`parse_event` gives. One loop, no call per
-        line (this pass was a tenth of a whole replay's time): the line is decoded with its
-        line end (JSON allows it), and an ``occurred_at`` text equal to the previous line's is
-        not parsed as a time again.
+        upper-cased), so for a valid event this is the instant :func:`parse_event` gives;
+        a fraction beyond microseconds, where decoders may truncate or round, is left to the
+        decoder (NaN). One loop, no call per line (this pass was a tenth of a whole replay's
+        time): the line is decoded with its line end (JSON allows it), and an
+        ``occurred_at`` text equal to the previous line's is not parsed as a time again.
+        Comparing the instants as floats costs what comparing the datetimes did. A key given
+        twice counts as its last value here as in :func:`parse_event` (the tests hold both
+        to it).
         """
         loads, decode_error, parse = orjson.loads, orjson.JSONDecodeError, datetime.fromisoformat
-        last: datetime | None = None
-        last_text = None
+        add = instants.append
+        last = -_NEVER
+        last_text, last_added = None, _UNKNOWN
         try:
             with path.open("rb") as handle:
                 for line in handle:
                     try:
                         value = loads(line)["occurred_at"]
                     except (decode_error, TypeError, KeyError):
+                        add(_UNKNOWN)
                         continue
                     if value == last_text and type(value) is str:
+                        add(last_added)
                         continue
                     try:
-                        t = parse(value.upper())
+                        d = parse(value.upper())
                     except (TypeError, AttributeError, ValueError):
+                        add(_UNKNOWN)
                         continue
-                    if t.tzinfo is None:  # without an offset it is not a valid event
+                    if d.tzinfo is None:  # without an offset it is not a valid event
+                        add(_UNKNOWN)
                         continue
-                    if last is not None and t < last:
+                    t = d.timestamp()
+                    if t < last:
                         return False
                     last, last_text = t, value
+                    last_added = t if "." not in value or _micro_fraction(value) else _UNKNOWN
+                    add(last_added)
         except OSError as exc:
             raise InputFileError(f"{path}: read failed: {exc.strerror or exc}") from None
         return True
@@ -475,16 +557,20 @@ class EventTimeMerge:
         """An input in time order, streamed; events of one instant sorted among themselves.
 
         :meth:`_lines` inlined (one generator a line instead of two, locals for the
-        counters): the same lines, errors and counts.
+        counters, handed on a MiB at a time and at the end): the same lines, errors and
+        counts.
         """
         path = self.paths[index]
         on_bad, parse = self.on_bad, parse_event
         group: list[Item] = []
         at = -1e300
         lines = blank = read = 0
+        # the order check's instant of each line; NaN past its end (lines appended since)
+        instants = chain(self._instants[index], repeat(_UNKNOWN))
         try:
             with path.open("rb") as handle:
-                for number, line in enumerate(handle, start=1):
+                pairs = zip(handle, instants, strict=False)  # instants never end: the lines do
+                for number, (line, known) in enumerate(pairs, start=1):
                     lines += 1
                     read += len(line)
                     line = line.rstrip(b"\r\n")
@@ -496,22 +582,24 @@ class EventTimeMerge:
                         else:
                             blank += 1
                         continue
-                    t = event.occurred_at.timestamp()
+                    t = known if known == known else event.occurred_at.timestamp()  # NaN
                     if t != at:
                         if t < at:
                             raise OutOfOrderError(
                                 f"{path} line {number}: goes back in time although the order "
                                 "check found the file in time order; please report this"
                             )
-                        if group:
+                        if read >= 1 << 20:  # the counts, for the progress bar, a MiB at a time
                             self.lines += lines
                             self.blank += blank
                             self.bytes_read += read
                             lines = blank = read = 0
-                            if len(group) > 1:
-                                group.sort()
+                        if len(group) == 1:  # most instants hold one event
+                            yield group[0]
+                        elif group:
+                            group.sort()
                             yield from group
-                            group = []
+                        group.clear()  # (yielded items are tuples: the list is ours)
                         at = t
                     group.append((t, event.event_id, line, index, number, event))
         except OSError as exc:
@@ -559,9 +647,16 @@ class Observers:
         # one call less an event for the what-if tally
         self._events = [o.event for o in observers if not getattr(o, "ignores_events", False)]
 
-    def event(self, event: Event) -> None:
+    def event(self, event: Event, t: int) -> None:
         for see in self._events:
-            see(event)
+            see(event, t)
+
+    def event_hook(self) -> Callable[[Event, int], None] | None:
+        """The one observer's ``event`` when only one wants events (the report's, in a
+        replay), else :meth:`event`; None when none does."""
+        if not self._events:
+            return None
+        return self._events[0] if len(self._events) == 1 else self.event
 
     def records(self, records: list[SuppressionRecord]) -> None:
         for o in self.observers:
@@ -584,7 +679,7 @@ class Session:
     """One replay into ``out``: the files, the analysis, and the what-if engine if any.
 
     Use as a context manager; feed lines (:meth:`feed`), parsed events (:meth:`apply`) or
-    merged input lines (:meth:`apply_item`, :meth:`bad_line`), then :meth:`finish`.
+    merged input lines (:meth:`apply_merged`, :meth:`bad_line`), then :meth:`finish`.
 
     With ``inputs`` (a file replay) the dead letters are kept in temporary files, one per
     input and one for the late events, and ``dead_letters.jsonl`` is assembled from them in
@@ -664,16 +759,28 @@ class Session:
             self.other.apply(event)
 
     def apply(self, event: Event) -> None:
-        self.primary.apply(event)
+        t = int(event.occurred_at.timestamp())  # once for both engines
+        self.primary.apply_at(event, t)
         if self.other is not None:
-            self.other.apply(event)
+            self.other.apply_at(event, t)
 
-    def apply_item(self, item: Item) -> None:
-        """Apply one merged input line (a file replay)."""
-        timestamp, _, raw, index, number, event = item
-        self.primary.apply(event, raw, line=number, source=self.inputs[index], timestamp=timestamp)
-        if self.other is not None:
-            self.other.apply(event)
+    def apply_merged(self, items: Iterable[Item], tick: Callable[[], object]) -> None:
+        """Apply the merged input lines of a file replay, in their order; ``tick()`` every
+        4,096 lines (the progress bar).
+
+        One loop here rather than one call an item: this runs a million times a simulated
+        year, and the item's key already holds the event's instant, so the engine's epoch
+        second needs no ``timestamp()``.
+        """
+        apply, sources = self.primary.apply_at, self.inputs
+        other = None if self.other is None else self.other.apply_at
+        for count, (instant, _, raw, index, number, event) in enumerate(items, start=1):
+            t = int(instant)
+            apply(event, t, raw, number, sources[index])
+            if other is not None:
+                other(event, t)
+            if count & 4095 == 0:
+                tick()
 
     def bad_line(self, index: int, number: int, raw: bytes, exc: InvalidEvent) -> None:
         """A line of input ``index`` that cannot be decoded or validated (a file replay)."""
@@ -829,12 +936,15 @@ def replay_file(
             disable=not progress,
             file=sys.stderr,
         ) as bar:
-            apply, shown = session.apply_item, 0
-            for count, item in enumerate(merge, start=1):
-                apply(item)
-                if count & 4095 == 0 and merge.bytes_read - shown >= 1 << 20:
+            shown = 0
+
+            def tick() -> None:
+                nonlocal shown
+                if merge.bytes_read - shown >= 1 << 20:
                     bar.update(merge.bytes_read - shown)
                     shown = merge.bytes_read
+
+            session.apply_merged(merge, tick)
             bar.update(merge.bytes_read - shown)
         stats = session.primary.stats
         stats.lines, stats.blank = merge.lines, merge.blank

@@ -42,7 +42,7 @@ class Tally:
     record_count: int = 0
     ignores_events: ClassVar[bool] = True  # Observers need not call event()
 
-    def event(self, event: Event) -> None:
+    def event(self, event: Event, t: int) -> None:
         return None
 
     def records(self, records: list[SuppressionRecord]) -> None:
