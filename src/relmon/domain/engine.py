@@ -81,6 +81,7 @@ from relmon.domain.explain import explain as explain_state
 from relmon.domain.outputs import Alert, SuppressionRecord, construct
 from relmon.domain.policy import Policy
 from relmon.domain.rules import Rules, utc
+from relmon.domain.scoring import calls_dropped, emails_dropped
 from relmon.domain.state import SupporterState
 from relmon.domain.update import (
     call_facts,
@@ -266,7 +267,7 @@ class Engine:
         cut = clock - r.keep_calls
         if st.calls and st.calls[0].t < cut:
             st.calls = [f for f in st.calls if f.t >= cut]
-            st._fatigue = None
+            calls_dropped(st)
         if st.churns and st.churns[0].t < cut:
             st.churns = [f for f in st.churns if f.t >= cut]
         cut = clock - r.keep_irritation
@@ -274,8 +275,9 @@ class Engine:
             st.irritation = [f for f in st.irritation if f.t >= cut]
         cut = clock - r.keep_emails
         if st.emails and st.emails[0].t < cut:
-            st.emails = [f for f in st.emails if f.t >= cut]
-            st._fatigue = None
+            before = st.emails
+            st.emails = [f for f in before if f.t >= cut]
+            emails_dropped(st, before)
         markers = st.markers
         for kind, keep in r.marker_retention:
             facts = markers[kind]

@@ -173,15 +173,76 @@ def fatigue_items(st: SupporterState, w: Weights) -> list[Contribution]:
 def carry_fatigue(old: SupporterState, new: SupporterState, item: Contribution | None) -> None:
     """Give ``new`` (``old`` with calls or e-mails added) ``old``'s cached fatigue items and
     ``item``, when ``item`` is the only new contribution and goes after every other one (the
-    common, in-order case); otherwise ``new`` computes its own when first scored."""
+    common, in-order case), also when an e-mail sent at the e-mails' cap pushed out the
+    oldest; otherwise ``new`` computes its own when first scored."""
     cached: FatigueCache | None = old._fatigue
     if item is None or cached is None or cached.calls is not old.calls:
         return
-    # exactly one call or e-mail more: none dropped to keep a list under its cap
-    added = len(new.calls) + len(new.emails) - len(old.calls) - len(old.emails)
     items = cached.items
-    if cached.emails is old.emails and added == 1 and (not items or items[-1][:2] < item[:2]):
+    if cached.emails is not old.emails or (items and not items[-1][:2] < item[:2]):
+        return
+    added = len(new.calls) + len(new.emails) - len(old.calls) - len(old.emails)
+    if added == 1:  # exactly one call or e-mail more: none dropped
         new._fatigue = FatigueCache(new.calls, new.emails, [*items, item])
+    elif (
+        added == 0
+        and new.calls is old.calls
+        and len(new.emails) > 1
+        and new.emails[0] is old.emails[1]
+        and new.emails[-1].eid == item.eid
+    ):  # at the cap, :func:`relmon.domain.update.insert` dropped the oldest e-mail
+        kept, new._f_fold = _older_emails_gone(items, new.emails, new._f_fold)
+        kept.append(item)
+        new._fatigue = FatigueCache(new.calls, new.emails, kept)
+
+
+def emails_dropped(st: SupporterState, before: list[Stamp]) -> None:
+    """``st.emails`` is ``before`` without its oldest (past their retention): the fatigue
+    items follow without a rebuild (a rebuild and a fold from scratch, on almost every e-mail
+    sent of a long replay, was the biggest cost of an e-mail sent)."""
+    cached: FatigueCache | None = st._fatigue
+    if cached is None or cached.calls is not st.calls or cached.emails is not before:
+        st._fatigue = None
+        return
+    items, st._f_fold = _older_emails_gone(cached.items, st.emails, st._f_fold)
+    st._fatigue = FatigueCache(st.calls, st.emails, items)
+
+
+def calls_dropped(st: SupporterState) -> None:
+    """Calls past their retention left ``st``: its fatigue items are made again when next
+    needed (a call's item counts the other partners' calls before it, which may be gone)."""
+    st._fatigue = None
+
+
+def _older_emails_gone(
+    items: list[Contribution], emails: list[Stamp], fold: Fold | None
+) -> tuple[list[Contribution], Fold | None]:
+    """``items`` without the e-mails sent before ``emails[0]`` (every e-mail when it is
+    empty), for ``emails`` what is left of the e-mails ``items`` came from once their oldest
+    were dropped; and ``fold`` moved to the new positions when every item gone was before it
+    (its sum is over the same items then), else None."""
+    head_t, head_eid = (emails[0].t, emails[0].eid) if emails else (1 << 62, "")
+    start = -1 if fold is None else fold.start
+    kept: list[Contribution] = []
+    gone_before = 0
+    fold_holds = fold is not None
+    for i, item in enumerate(items):
+        t = item.t
+        if item.label == EMAIL_SENT and (t < head_t or (t == head_t and item.eid < head_eid)):
+            if i < start:
+                gone_before += 1
+            else:
+                fold_holds = False
+        else:
+            kept.append(item)
+    if fold is None or not fold_holds:
+        return kept, None
+    if gone_before == 0:
+        return kept, fold
+    moved = Fold(
+        fold.first, fold.last, start - gone_before, fold.end - gone_before, fold.acc, fold.ref
+    )
+    return kept, moved
 
 
 def fatigue_sum(st: SupporterState, as_of: int, w: Weights) -> tuple[float, int]:
@@ -244,7 +305,6 @@ def decayed_sum(
     """
     n = len(items)
     lo = as_of - horizon
-    exp = math.exp
     if (
         cache is not None
         and cache.end <= n
@@ -258,7 +318,7 @@ def decayed_sum(
         start, acc, ref = cache.start, cache.acc, cache.ref
         for item in items[cache.end :]:
             t = item.t
-            acc = acc * exp(k * (ref - t)) + item.weight
+            acc = acc * math.exp(k * (ref - t)) + item.weight
             ref = t
     else:
         start = 0
@@ -269,7 +329,7 @@ def decayed_sum(
         acc, ref = 0.0, items[start].t
         for item in items[start:]:
             t = item.t
-            acc = acc * exp(k * (ref - t)) + item.weight
+            acc = acc * math.exp(k * (ref - t)) + item.weight
             ref = t
     return acc, ref, Fold(items[start], items[-1], start, n, acc, ref)
 
@@ -283,7 +343,6 @@ def decayed_sum_before(
     after the last item (``tests/unit/test_evaluation_paths.py``).
     """
     lo = as_of - horizon
-    exp = math.exp
     acc = 0.0
     ref: int | None = None
     for item in items:
@@ -294,7 +353,7 @@ def decayed_sum_before(
             continue
         if ref is None:
             ref = t
-        acc = acc * exp(k * (ref - t)) + item.weight
+        acc = acc * math.exp(k * (ref - t)) + item.weight
         ref = t
     return (0.0, 0) if ref is None else (acc, ref)
 
