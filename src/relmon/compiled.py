@@ -22,6 +22,7 @@ compiler and Python's headers; ``make compile`` installs gcc when missing);
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.abc
 import importlib.machinery
@@ -31,6 +32,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,10 +78,14 @@ _choice: Choice | None = None
 
 
 def sources_digest(directory: Path = DOMAIN_DIR) -> str:
-    """A digest of the compiled modules' sources and of this Python's version."""
+    """A digest of every source the compiled modules were built from, and of this Python's
+    version: all of ``relmon/domain/*.py`` (the compiled modules, and the types they were
+    compiled against: events, outputs, policy) and ``relmon/errors.py``."""
     h = hashlib.sha256(sys.implementation.cache_tag.encode())
-    for name in MODULES:
-        h.update(name.encode() + b"\0" + (directory / f"{name}.py").read_bytes() + b"\0")
+    sources = [*sorted(directory.glob("*.py")), directory.parent / "errors.py"]
+    for path in sources:
+        if path.exists():
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
@@ -103,12 +109,15 @@ def assess(directory: Path = DOMAIN_DIR, environ: dict[str, str] | None = None) 
         return Choice(False, f"{PURE_ENV} is set")
     if not built:
         return Choice(False, "not compiled: `make compile` builds it")
-    stamp = directory / STAMP.name
     try:
-        recorded = json.loads(stamp.read_text())["digest"]
-    except (OSError, ValueError, KeyError, TypeError):
-        recorded = None
-    if len(built) != len(MODULES) or recorded != sources_digest(directory):
+        recorded = json.loads((directory / STAMP.name).read_text())
+        digest, shared = recorded["digest"], recorded.get("shared")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        digest = shared = None
+    missing_shared = shared is not None and not (directory.parent.parent / shared).exists()
+    if digest is None or len(built) != len(MODULES) or missing_shared:
+        return Choice(False, "the compiled engine is incomplete: `make compile`")
+    if digest != sources_digest(directory):
         return Choice(False, "the compiled engine is older than its sources: `make compile`")
     return Choice(True, "built from these sources")
 
@@ -155,28 +164,47 @@ def build(src: Path = SRC_DIR, quiet: bool = False) -> None:
     """Compile :data:`MODULES` with mypyc in place, then write the stamp.
 
     mypyc writes its C files into a temporary build directory (removed after) and copies the
-    extensions next to the sources, plus one shared library at the top of ``src``.
+    extensions next to the sources, plus one shared library at the top of ``src``. One build
+    at a time (a lock file); the stamp is written last, and only if no source changed while
+    mypyc ran (it would otherwise vouch for extensions built from the older text).
     """
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         raise SystemExit(
             "relmon.compiled: no C compiler (cc or gcc) on PATH: `make compile` installs gcc"
         )
-    remove_extensions(src)
-    files = [f"relmon/domain/{name}.py" for name in MODULES]
-    with tempfile.TemporaryDirectory(prefix="relmon-mypyc-") as tmp:
-        # mypyc names modules from the paths it is given, so it runs in src; it leaves its
-        # C files in src/build, moved into the temporary directory (removed with it).
-        env = dict(os.environ, MYPYC_OPT_LEVEL=os.environ.get("MYPYC_OPT_LEVEL", "3"))
-        cmd = [sys.executable, "-m", "mypyc", f"--cache-dir={tmp}/cache", *files]
-        out = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True)
-        leftover = src / "build"
-        if leftover.exists():
-            shutil.move(str(leftover), str(Path(tmp) / "build"))
+    include = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not include.exists():
+        raise SystemExit(
+            f"relmon.compiled: no {include} (Python's headers): on Debian, apt-get install "
+            f"python{sys.version_info.major}.{sys.version_info.minor}-dev"
+        )
+    domain = src / "relmon" / "domain"
+    with open(domain / ".compile.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        remove_extensions(src)
+        digest = sources_digest(domain)
+        files = [f"relmon/domain/{name}.py" for name in MODULES]
+        with tempfile.TemporaryDirectory(prefix="relmon-mypyc-") as tmp:
+            # mypyc names modules from the paths it is given, so it runs in src; it leaves
+            # its C files in src/build, moved into the temporary directory (removed with it).
+            env = dict(os.environ, MYPYC_OPT_LEVEL=os.environ.get("MYPYC_OPT_LEVEL", "3"))
+            cmd = [sys.executable, "-m", "mypyc", f"--cache-dir={tmp}/cache", *files]
+            out = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True)
+            leftover = src / "build"
+            if leftover.exists():
+                shutil.move(str(leftover), str(Path(tmp) / "build"))
         if out.returncode != 0:
             sys.stderr.write(out.stdout[-4000:] + out.stderr[-4000:])
+            remove_extensions(src)
             raise SystemExit(f"relmon.compiled: mypyc failed (exit {out.returncode})")
-    digest = sources_digest(src / "relmon" / "domain")
-    (src / "relmon" / "domain" / STAMP.name).write_text(json.dumps({"digest": digest}) + "\n")
+        if sources_digest(domain) != digest:
+            remove_extensions(src)
+            raise SystemExit("relmon.compiled: a source changed during the build: build again")
+        shared = sorted(p.name for p in src.glob("*__mypyc*"))  # the modules' shared library
+        stamp = {"digest": digest, "shared": shared[0] if shared else None}
+        partial = domain / (STAMP.name + ".tmp")
+        partial.write_text(json.dumps(stamp) + "\n")
+        os.replace(partial, domain / STAMP.name)
     if not quiet:
         print(f"relmon: compiled {len(MODULES)} engine modules with mypyc")
 

@@ -69,3 +69,13 @@ def test_the_environment_can_ask_for_the_python_sources(
 ) -> None:
     """RELMON_PURE_PYTHON set to anything but empty or 0 runs the Python sources."""
     assert assess(domain, environ={PURE_ENV: value}).compiled is compiled
+
+
+def test_a_build_whose_shared_library_is_gone_is_incomplete(domain: Path) -> None:
+    """The stamp names the modules' shared library; without it the extensions cannot load,
+    so the Python sources run and the reason says the build is incomplete."""
+    stamp = json.loads((domain / STAMP.name).read_text())
+    (domain / STAMP.name).write_text(json.dumps(dict(stamp, shared="gone__mypyc.so")))
+    choice = assess(domain, environ={})
+    assert not choice.compiled
+    assert "incomplete" in choice.why

@@ -412,3 +412,22 @@ def test_an_event_keeping_no_fact_but_a_zone_only_moves_the_time() -> None:
     assert zoned.state.clock == plain.state.clock > result.state.clock
     assert zoned.state.zone is not None
     assert zoned.state.zone[1] == "Europe/London"
+
+
+def test_an_e_mail_pushed_out_at_the_cap_comes_again_late_with_or_without_restart() -> None:
+    """The 49th e-mail sent within the retention pushes the first out (48 kept); the first
+    delivered again is then older than everything kept of its kind: late (a dead letter with
+    its reason), whether the state is the one in memory or read back from bytes after a
+    restart. (The duplicate check answers from the facts, not from ids it may still hold.)"""
+    engine = Engine(default_policy())
+    sent = [email(at=T0 + timedelta(hours=6 * i), event_id=f"m-{i}") for i in range(49)]
+    state = None
+    for event in sent:
+        state = engine.apply(state, event).state
+    assert state is not None
+    assert len(state.emails) == 48
+    assert not state.has_event("m-0")
+    for held in (state, SupporterState.from_bytes(state.to_bytes())):
+        outcome = engine.apply(held, sent[0])
+        assert outcome.late is not None
+        assert (outcome.records, outcome.alerts) == ([], [])

@@ -514,8 +514,10 @@ def parse_event(data: bytes | str, *, key: str | None = None) -> Event:
     """Decode and validate one input event; check it against the Kafka ``key`` when given.
 
     Tries the msgspec Structs first, and on any refusal :func:`parse_event_pydantic`, so the
-    result is an equal event (or the same error) either way. Raises :class:`InvalidEvent`
-    whose message starts with the offending field.
+    result is an event with equal field values (or the same error) either way; what differs
+    is the class (a Struct or a model), the timestamps' ``tzinfo`` class (``timezone`` or
+    pydantic's ``TzInfo``: the same offsets) and :func:`encode_event`'s bytes. Raises
+    :class:`InvalidEvent` whose message starts with the offending field.
     """
     try:
         if isinstance(data, bytes) and not data.isascii():

@@ -758,9 +758,18 @@ class Session:
         if event is not None and self.other is not None:
             self.other.apply(event)
 
-    def apply(self, event: Event) -> None:
+    def apply(
+        self,
+        event: Event,
+        raw: bytes | None = None,
+        source: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        """Apply one event of a Kafka replay (``raw``: the message's value, ``source``,
+        ``partition``, ``offset``: where it was read, for a late event's dead letter)."""
         t = int(event.occurred_at.timestamp())  # once for both engines
-        self.primary.apply_at(event, t)
+        self.primary.apply_at(event, t, raw, None, source, partition, offset)
         if self.other is not None:
             self.other.apply_at(event, t)
 

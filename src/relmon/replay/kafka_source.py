@@ -81,7 +81,8 @@ class Range:
     """What was read: valid events in event-time order, and the bad messages."""
 
     topics: list[str]
-    events: list[tuple[float, str, int, int, Event]] = field(default_factory=list)
+    # (instant, topic, partition, offset, event, the message's value as read)
+    events: list[tuple[float, str, int, int, Event, bytes]] = field(default_factory=list)
     bad: list[tuple[Message, InvalidEvent]] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -220,12 +221,14 @@ async def _read(
         except UnicodeDecodeError:
             result.bad.append((m, InvalidEvent("key: not valid UTF-8", kind="encoding")))
             continue
+        value = m.value if m.value is not None else b""
         try:
-            event = parse_event(m.value if m.value is not None else b"", key=key)
+            event = parse_event(value, key=key)
         except InvalidEvent as exc:
             result.bad.append((m, exc))
             continue
-        result.events.append((event.occurred_at.timestamp(), m.topic, m.partition, m.offset, event))
+        instant = event.occurred_at.timestamp()
+        result.events.append((instant, m.topic, m.partition, m.offset, event, value))
     result.events.sort(key=lambda e: e[:4])
     return result
 
@@ -275,9 +278,10 @@ def replay_kafka(
             session.primary.dead_letter(
                 m.value or b"", exc, source=m.topic, partition=m.partition, offset=m.offset
             )
-        for *_, event in read.events:
+        for _, topic, partition, offset, event, value in read.events:
             stats.lines += 1
-            session.apply(event)
+            # a late event's dead letter carries the message as read, and where it was
+            session.apply(event, value, topic, partition, offset)
         stats, rows = session.finish(time.perf_counter() - started)
     if outcomes is not None:
         outcomes.extend(rows)
