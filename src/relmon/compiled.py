@@ -3,9 +3,10 @@
 The modules of ``relmon.domain`` listed in :data:`MODULES` (the engine: state, updates,
 scores, decisions, alerts, calling windows) are plain, strictly typed Python. ``make
 compile`` (which ``make run``, ``make test`` and ``make bench`` call) compiles them with
-mypyc into C extensions next to their sources: the same code, about a third faster per
-event (BENCHMARKS.md). The Python sources stay the reference: the golden tests run both and
-compare their outputs byte for byte (``tests/golden/test_compiled.py``).
+mypyc into C extensions next to their sources: the same code, decode + apply about 1.6
+times as fast per event on a simulated year (BENCHMARKS.md, issue 12). The Python sources
+stay the reference: the golden tests run both and compare their outputs byte for byte
+(``tests/golden/test_compiled.py``).
 
 Which one runs is decided once, when ``relmon.domain`` is first imported (:func:`choose`):
 
