@@ -761,14 +761,15 @@ class Session:
     def apply(
         self,
         event: Event,
+        t: int,
         raw: bytes | None = None,
         source: str | None = None,
         partition: int | None = None,
         offset: int | None = None,
     ) -> None:
-        """Apply one event of a Kafka replay (``raw``: the message's value, ``source``,
-        ``partition``, ``offset``: where it was read, for a late event's dead letter)."""
-        t = int(event.occurred_at.timestamp())  # once for both engines
+        """Apply one event of a Kafka replay at its epoch second ``t`` (the read sorted by
+        it already); ``raw``: the message's value, ``source``, ``partition``, ``offset``:
+        where it was read, for a late event's dead letter."""
         self.primary.apply_at(event, t, raw, None, source, partition, offset)
         if self.other is not None:
             self.other.apply_at(event, t)

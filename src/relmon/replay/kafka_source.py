@@ -278,10 +278,10 @@ def replay_kafka(
             session.primary.dead_letter(
                 m.value or b"", exc, source=m.topic, partition=m.partition, offset=m.offset
             )
-        for _, topic, partition, offset, event, value in read.events:
+        for instant, topic, partition, offset, event, value in read.events:
             stats.lines += 1
             # a late event's dead letter carries the message as read, and where it was
-            session.apply(event, value, topic, partition, offset)
+            session.apply(event, int(instant), value, topic, partition, offset)
         stats, rows = session.finish(time.perf_counter() - started)
     if outcomes is not None:
         outcomes.extend(rows)
