@@ -259,3 +259,50 @@ class _LateOutcome(NamedTuple):
     records: list[Any]
     alerts: list[Any]
     late: str | None = None
+
+
+def test_a_step_back_in_time_replays_again_sorted_with_nothing_written_twice(
+    simulated: tuple[Path, dict[str, list[bytes]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A replay streams its inputs on trust; when one goes back in time late in the file
+    (after records, alerts and dead letters were written), it starts again with that input
+    sorted, says so, and every output file is byte-identical to a replay that read the
+    inputs' order first: nothing written twice, nothing left out, counted once."""
+    source, _ = simulated
+    lines = source.read_bytes().splitlines(keepends=True)
+    cut = len(lines) * 3 // 4
+    assert orjson.loads(lines[cut])["occurred_at"] < orjson.loads(lines[-1])["occurred_at"]
+    # a bad line early, then the file in order but for one early line moved near the end
+    shuffled = tmp_path / "late-step-back.jsonl"
+    moved = lines[10]
+    shuffled.write_bytes(
+        b"".join([*lines[:5], b"not json\n", *lines[5:10], *lines[11:cut]])
+        + moved
+        + b"".join(lines[cut:])
+    )
+    other = tmp_path / "other.jsonl"  # a second input, in order, merged with it
+    other.write_bytes(to_line(call(at=at(0), outcome="declined", supporter_id="s-x")) + b"\n")
+
+    trusted = _replay(tmp_path / "trusted", shuffled, other)
+    err = capsys.readouterr().err
+    assert f"{shuffled} goes back in time at line {cut + 1}" in err
+    assert "replaying again from the start" in err
+
+    scan = EventTimeMerge.check
+    monkeypatch.setattr(EventTimeMerge, "check", lambda self, **_: scan(self))
+    scanned = _replay(tmp_path / "scanned", shuffled, other)
+    assert "goes back in time" not in capsys.readouterr().err
+    for name in (
+        "suppressions.jsonl",
+        "alerts.jsonl",
+        "dead_letters.jsonl",
+        "summary.json",
+        "report.html",
+    ):
+        assert (trusted / name).read_bytes() == (scanned / name).read_bytes(), name
+    summary = orjson.loads((trusted / "summary.json").read_bytes())
+    assert (summary["lines"], summary["dead_letters"]) == (len(lines) + 2, 1)
+    assert len(_jsonl(trusted / "dead_letters.jsonl")) == 1

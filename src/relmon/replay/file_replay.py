@@ -17,13 +17,16 @@ Event-time order (:class:`EventTimeMerge`). The engine keeps bounded state per s
 judges a fact against the supporter's latest event, so the order of application matters. The
 inputs' valid events are applied in the order of the total key ``(occurred_at as an instant,
 event_id, the raw line bytes)``: any split, concatenation or shuffle of the same lines gives
-the same order, hence the same decisions and alert ids. Each input is first checked (a cheap
-pass: ``occurred_at`` only, stopping at the first step back in time; it keeps each line's
-instant, 8 bytes a line, so the stream need not compute it again). An input whose events
-never go back in time is streamed (events with the same instant are sorted among themselves,
-in a small buffer); any other input is read whole and sorted in memory: its lines' bytes plus
-about 250 bytes a line (a 1 GB export of 3 million events needs about 2 GB). The inputs are
-then merged with :func:`heapq.merge`.
+the same order, hence the same decisions and alert ids. Each input is first taken to be in
+time order and streamed (events with the same instant are sorted among themselves, in a small
+buffer). When a line goes back in time, the replay stops, says so on stderr, and starts
+again from the start with that input read whole and sorted in memory: its lines' bytes plus
+about 250 bytes a line (a 1 GB export of 3 million events needs about 2 GB); every output
+file is written again from its start. An input in time order (what ``relmon simulate``, a
+topic export or a log gives) is read once; one out of order costs the replay up to its first
+step back once more. (``relmon backfill``, which cannot take back what it produced, reads
+each input's ``occurred_at`` first instead: :meth:`EventTimeMerge.check`.) The inputs are
+merged with :func:`heapq.merge`.
 
 With ``compare`` (``--compare-policy``) a second engine under the other policy sees the same
 events; only what :mod:`relmon.replay.whatif` needs is kept of its outputs, and the report
@@ -427,6 +430,16 @@ class OutOfOrderError(InputFileError):
     """An input checked as in time order went back in time after all (never expected)."""
 
 
+class StepBack(Exception):  # noqa: N818 (control flow of the replay, not an error)
+    """An input streamed on trust (:meth:`EventTimeMerge.check` with ``scan=False``) went
+    back in time at ``line``: the replay starts again with that input sorted
+    (:meth:`EventTimeMerge.sorting`)."""
+
+    def __init__(self, index: int, line: int) -> None:
+        super().__init__(f"input {index + 1} goes back in time at line {line}")
+        self.index, self.line = index, line
+
+
 class EventTimeMerge:
     """The valid events of several JSONL inputs, in event time (see the module docstring).
 
@@ -440,6 +453,7 @@ class EventTimeMerge:
         self.paths = [Path(p) for p in paths]
         self.on_bad = on_bad
         self.in_order: list[bool] = []
+        self.trusted = False  # streamed inputs were not scanned: a step back raises StepBack
         self._instants: list[array[float]] = []  # per input, per line (NaN: not known)
         self.sizes: list[int] = []
         self.lines = 0
@@ -450,8 +464,28 @@ class EventTimeMerge:
     def total_bytes(self) -> int:
         return sum(self.sizes)
 
-    def check(self) -> list[bool]:
-        """Check every input is a readable text file; per input, whether it is in time order."""
+    def check(self, *, scan: bool = True) -> list[bool]:
+        """Check every input is a readable text file; per input, whether it is in time order.
+
+        With ``scan=False`` the inputs are not read for their order: each is taken to be in
+        time order and streamed, and the first line that goes back in time raises
+        :class:`StepBack` (the caller starts again with :meth:`sorting`). A replay does
+        this: it saves a pass over every input in time order (a tenth of a replay's time),
+        and pays for an input out of order with the work done up to its first step back.
+        A backfill, which cannot take back what it produced, scans first.
+        """
+        self.trusted = not scan
+        for path in self._distinct():
+            self.sizes.append(_checked_size(path))
+            instants: array[float] = array("d")
+            ordered = self._in_time_order(path, instants) if scan else True
+            self.in_order.append(ordered)
+            # only a streamed input uses them (a sorted one decodes its lines for its keys)
+            self._instants.append(instants if ordered else array("d"))
+        return self.in_order
+
+    def _distinct(self) -> list[Path]:
+        """The inputs, after checking that there is one and none is given twice."""
         if not self.paths:
             raise InputFileError("no input file given")
         seen: dict[Path, int] = {}
@@ -462,13 +496,19 @@ class EventTimeMerge:
                     f"{path}: given twice (inputs {seen[key] + 1} and {i + 1}); each file once"
                 )
             seen[key] = i
-            self.sizes.append(_checked_size(path))
-            instants: array[float] = array("d")
-            ordered = self._in_time_order(path, instants)
-            self.in_order.append(ordered)
-            # only a streamed input uses them (a sorted one decodes its lines for its keys)
-            self._instants.append(instants if ordered else array("d"))
-        return self.in_order
+        return self.paths
+
+    def sorting(self, index: int) -> EventTimeMerge:
+        """A new merge of the same inputs, from the start, with input ``index`` read whole
+        and sorted (after it raised :class:`StepBack`); the others as before."""
+        again = EventTimeMerge(self.paths, self.on_bad)
+        again.trusted = self.trusted
+        again.sizes = list(self.sizes)
+        again.in_order = list(self.in_order)
+        again.in_order[index] = False
+        again._instants = list(self._instants)
+        again._instants[index] = array("d")
+        return again
 
     @staticmethod
     def _in_time_order(path: Path, instants: array[float]) -> bool:
@@ -585,6 +625,8 @@ class EventTimeMerge:
                     t = known if known == known else event.occurred_at.timestamp()  # NaN
                     if t != at:
                         if t < at:
+                            if self.trusted:
+                                raise StepBack(index, number)
                             raise OutOfOrderError(
                                 f"{path} line {number}: goes back in time although the order "
                                 "check found the file in time order; please report this"
@@ -932,7 +974,40 @@ def replay_file(
     source = ", ".join(names)
     started = time.perf_counter()
     merge = EventTimeMerge(paths, lambda *bad: None)
-    merge.check()  # before anything is written
+    merge.check(scan=False)  # before anything is written; inputs streamed on trust
+    while True:
+        try:
+            replayer, rows = _replay_merged(merge, out, primary, source, compare, names, progress)
+            break
+        except StepBack as step:  # start again, that input read whole and sorted
+            print(
+                f"relmon replay: {names[step.index]} goes back in time at line {step.line}: "
+                "reading it whole and sorting it, and replaying again from the start",
+                file=sys.stderr,
+            )
+            merge = merge.sorting(step.index)
+    stats = replayer.stats
+    stats.seconds = time.perf_counter() - started
+    if outcomes is not None:
+        outcomes.extend(rows)
+    if stats.valid == 0 and stats.dead_letters:
+        raise InputFileError(no_valid_events(stats, replayer, source, out))
+    return stats
+
+
+def _replay_merged(
+    merge: EventTimeMerge,
+    out: Path,
+    primary: PolicyChoice,
+    source: str,
+    compare: PolicyChoice | None,
+    names: list[str],
+    progress: bool,
+) -> tuple[Replayer, list[WhatIf]]:
+    """One replay of the merged inputs into ``out`` (its files written from the start): the
+    primary replayer and the what-if rows; :class:`StepBack` when an input streamed on trust
+    goes back in time."""
+    started = time.perf_counter()
     with (
         fewer_gc_passes(off=True),
         Session(out, primary, source, compare, inputs=names) as session,
@@ -958,9 +1033,5 @@ def replay_file(
             bar.update(merge.bytes_read - shown)
         stats = session.primary.stats
         stats.lines, stats.blank = merge.lines, merge.blank
-        stats, rows = session.finish(time.perf_counter() - started)
-    if outcomes is not None:
-        outcomes.extend(rows)
-    if stats.valid == 0 and stats.dead_letters:
-        raise InputFileError(no_valid_events(stats, session.primary, source, out))
-    return stats
+        _, rows = session.finish(time.perf_counter() - started)
+        return session.primary, rows
