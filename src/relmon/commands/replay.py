@@ -57,9 +57,10 @@ def register(sub: Any) -> None:
             "Event time: the valid events of all --input files are applied in the order of "
             "(occurred_at as an instant, event_id, the line's bytes), so the same lines split "
             "over files or shuffled in any order give the same decisions and alert ids. A file "
-            "whose events never go back in time is streamed (a cheap first pass checks this); "
-            "any other file is read whole and sorted in memory, which costs its size plus about "
-            "300 bytes a line (a 1 GB file of 3 million events: about 2 GB of memory). Events "
+            "is streamed as if in time order; at its first step back in time the replay starts "
+            "again with that file read whole and sorted in memory, which costs its size plus "
+            "about 300 bytes a line (a 1 GB file of 3 million events: about 2 GB of memory). "
+            "Events "
             "too old to change anything are counted as late and written to dead_letters.jsonl "
             'with kind "late".\n\n'
             "--from-kafka reads the four input topics for a time range with its own "
