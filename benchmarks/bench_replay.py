@@ -12,7 +12,8 @@ It prints events/s of both, and the ratio a_time / b_time (goal: >= 0.5, i.e. th
 takes at most twice the plain decoding), and for reference ``parse_event`` alone. Then:
 
 (d) ``relmon replay --input FILE --out DIR --no-progress`` as a whole process (a fresh
-    interpreter: imports, the merge, every output file written and the report made), against (a) ``json.loads`` of the same file in this run (issue 12's target:
+    interpreter: imports, the merge, every output file written and the report made),
+    against (a) ``json.loads`` of the same file in this run (issue 12's target:
     a_time / d_time >= 0.25, stretch 0.5);
 (e) decode + validate + apply per event: ``parse_event`` then ``Engine.apply`` on the
     in-memory state, each event timed alone; the median and p90 in µs over the file's mix.
