@@ -50,12 +50,10 @@ import shutil
 import sys
 import tempfile
 import time
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from itertools import chain, repeat
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
@@ -101,18 +99,6 @@ class Observer(Protocol):
 
 
 _NEVER = float("inf")  # no change by time alone is due
-_UNKNOWN = float("nan")  # an instant the order check cannot vouch for
-
-
-def _micro_fraction(text: str) -> bool:
-    """Whether the fraction of second in an RFC 3339 ``text`` has at most six digits (every
-    decoder then gives the same microsecond)."""
-    digits = 0
-    for char in text[text.index(".") + 1 :]:
-        if not char.isdigit():
-            break
-        digits += 1
-    return digits <= 6
 
 
 def _event_hook(observer: Observer | None) -> Callable[[Event, int], None] | None:
@@ -418,16 +404,16 @@ def read_lines(path: Path) -> Iterable[bytes]:
 # One valid event of an input, as merged: the sort key (instant, event_id, raw bytes), then
 # the input's index and the line number (which only separate byte-identical lines), then the
 # event. Tuples compare element by element, so the event itself is never compared. The
-# instant is ``occurred_at.timestamp()`` (for a streamed input, as the order check read it
-# from the text): a float keeps every microsecond of an epoch-second time apart (its spacing
-# there is below 0.25 µs) and compares far faster than datetimes; ``int()`` of it is the
-# epoch second the engine takes.
+# instant is ``occurred_at.timestamp()``: a float keeps every microsecond of an epoch-second
+# time apart (its spacing there is below 0.25 µs) and compares far faster than datetimes;
+# ``int()`` of it is the epoch second the engine takes.
 Item = tuple[float, str, bytes, int, int, Event]
 BadLine = Callable[[int, int, bytes, InvalidEvent], None]
 
 
 class OutOfOrderError(InputFileError):
-    """An input checked as in time order went back in time after all (never expected)."""
+    """An input checked as in time order went back in time after all (it was changed
+    between the check and the stream)."""
 
 
 class StepBack(Exception):  # noqa: N818 (control flow of the replay, not an error)
@@ -454,7 +440,6 @@ class EventTimeMerge:
         self.on_bad = on_bad
         self.in_order: list[bool] = []
         self.trusted = False  # streamed inputs were not scanned: a step back raises StepBack
-        self._instants: list[array[float]] = []  # per input, per line (NaN: not known)
         self.sizes: list[int] = []
         self.lines = 0
         self.blank = 0
@@ -477,11 +462,7 @@ class EventTimeMerge:
         self.trusted = not scan
         for path in self._distinct():
             self.sizes.append(_checked_size(path))
-            instants: array[float] = array("d")
-            ordered = self._in_time_order(path, instants) if scan else True
-            self.in_order.append(ordered)
-            # only a streamed input uses them (a sorted one decodes its lines for its keys)
-            self._instants.append(instants if ordered else array("d"))
+            self.in_order.append(self._in_time_order(path) if scan else True)
         return self.in_order
 
     def _distinct(self) -> list[Path]:
@@ -506,57 +487,41 @@ class EventTimeMerge:
         again.sizes = list(self.sizes)
         again.in_order = list(self.in_order)
         again.in_order[index] = False
-        again._instants = list(self._instants)
-        again._instants[index] = array("d")
         return again
 
     @staticmethod
-    def _in_time_order(path: Path, instants: array[float]) -> bool:
+    def _in_time_order(path: Path) -> bool:
         """Whether the ``occurred_at`` of the file's lines never goes back (lines without one
-        are ignored); stops at the first step back. Appends each line's instant (epoch
-        seconds, as ``occurred_at.timestamp()`` gives it) to ``instants``, NaN where this
-        pass cannot vouch for it: :meth:`_stream` takes the instants from there instead of
-        calling ``timestamp()`` a second time for every event.
+        are ignored); stops at the first step back.
 
         Python's ISO parser reads every RFC 3339 form the validator accepts (``t``/``z`` once
-        upper-cased), so for a valid event this is the instant :func:`parse_event` gives;
-        a fraction beyond microseconds, where decoders may truncate or round, is left to the
-        decoder (NaN). One loop, no call per line (this pass was a tenth of a whole replay's
-        time): the line is decoded with its line end (JSON allows it), and an
-        ``occurred_at`` text equal to the previous line's is not parsed as a time again.
-        Comparing the instants as floats costs what comparing the datetimes did. A key given
-        twice counts as its last value here as in :func:`parse_event` (the tests hold both
-        to it).
+        upper-cased), so for a valid event this is the instant :func:`parse_event` gives. A
+        key given twice counts as its last value here as in :func:`parse_event`. Should a
+        file change between this pass and the stream, the stream stops with
+        :class:`OutOfOrderError` at the first step back.
         """
         loads, decode_error, parse = orjson.loads, orjson.JSONDecodeError, datetime.fromisoformat
-        add = instants.append
         last = -_NEVER
-        last_text, last_added = None, _UNKNOWN
+        last_text = None
         try:
             with path.open("rb") as handle:
                 for line in handle:
                     try:
                         value = loads(line)["occurred_at"]
                     except (decode_error, TypeError, KeyError):
-                        add(_UNKNOWN)
                         continue
                     if value == last_text and type(value) is str:
-                        add(last_added)
                         continue
                     try:
                         d = parse(value.upper())
                     except (TypeError, AttributeError, ValueError):
-                        add(_UNKNOWN)
                         continue
                     if d.tzinfo is None:  # without an offset it is not a valid event
-                        add(_UNKNOWN)
                         continue
                     t = d.timestamp()
                     if t < last:
                         return False
                     last, last_text = t, value
-                    last_added = t if "." not in value or _micro_fraction(value) else _UNKNOWN
-                    add(last_added)
         except OSError as exc:
             raise InputFileError(f"{path}: read failed: {exc.strerror or exc}") from None
         return True
@@ -605,12 +570,9 @@ class EventTimeMerge:
         group: list[Item] = []
         at = -1e300
         lines = blank = read = 0
-        # the order check's instant of each line; NaN past its end (lines appended since)
-        instants = chain(self._instants[index], repeat(_UNKNOWN))
         try:
             with path.open("rb") as handle:
-                pairs = zip(handle, instants, strict=False)  # instants never end: the lines do
-                for number, (line, known) in enumerate(pairs, start=1):
+                for number, line in enumerate(handle, start=1):
                     lines += 1
                     read += len(line)
                     line = line.rstrip(b"\r\n")
@@ -622,14 +584,14 @@ class EventTimeMerge:
                         else:
                             blank += 1
                         continue
-                    t = known if known == known else event.occurred_at.timestamp()  # NaN
+                    t = event.occurred_at.timestamp()
                     if t != at:
                         if t < at:
                             if self.trusted:
                                 raise StepBack(index, number)
                             raise OutOfOrderError(
                                 f"{path} line {number}: goes back in time although the order "
-                                "check found the file in time order; please report this"
+                                "check found the file in time order: was it changed meanwhile?"
                             )
                         if read >= 1 << 20:  # the counts, for the progress bar, a MiB at a time
                             self.lines += lines
