@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from relmon.domain import default_policy, loyalty
+from relmon.domain import default_policy
 from relmon.replay import svg
 from relmon.replay.file_replay import Replayer
 from relmon.replay.report import Analysis, ReportMeta, render
@@ -113,19 +111,3 @@ def test_a_bar_chart_marks_the_baseline_and_colours_bars_above_it() -> None:
     assert chart.count(f'fill="{svg.PALETTE[0]}"') == 1
     assert "stroke-dasharray" in chart
     assert "baseline 0.05" in chart
-
-
-@settings(max_examples=500)
-@given(
-    started=st.integers(0, 7_258_118_399),  # 1970-01-01 .. 2199-12-31 23:59:59
-    tenure=st.integers(0, 60),
-)
-def test_the_reports_loyalty_onset_by_day_equals_the_domains(started: int, tenure: int) -> None:
-    """The report's onset, remembered by UTC day, is the domain's ``loyal_from`` of the same
-    second for any second and tenure (month ends, leap days, late seconds of a day
-    included), whatever onsets it remembered before."""
-    analysis = Analysis(default_policy())
-    analysis.tenure = tenure
-    day_start = started - started % 86_400
-    for t in (day_start, started, day_start + 86_399):
-        assert analysis.loyal_from(t) == loyalty.loyal_from(t, tenure)

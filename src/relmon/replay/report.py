@@ -125,7 +125,6 @@ class Analysis:
         self.churns: dict[str, list[Churn]] = defaultdict(list)
         self._mandates: dict[str, dict[str, int | None]] = defaultdict(dict)
         self._loyal: dict[str, list[tuple[int, int | None]]] = defaultdict(list)
-        self._onsets: dict[int, int] = {}  # loyal_from of a UTC day's midnight, by day
         self.first_call: int | None = None
         # suppressions: the open record per supporter, day counts by first reason
         self._open: dict[str, tuple[int, tuple[tuple[str, int | None], ...]]] = {}
@@ -175,7 +174,7 @@ class Analysis:
         if ev.action == "one_off":
             return
         sid = ev.supporter_id
-        loyal_at = self.loyal_from(int(ev.mandate_started_at.timestamp()))
+        loyal_at = loyalty.loyal_from(int(ev.mandate_started_at.timestamp()), self.tenure)
         mandates = self._mandates[sid]
         mandates[ev.mandate_id] = loyal_at if loyalty.leaves_active(ev) else None
         since = None  # the earliest onset of an active mandate (a loop: most donors have one)
@@ -190,20 +189,6 @@ class Analysis:
                 ev.action, ev.frequency, ev.amount_cents_before, ev.amount_cents_after
             )
             self.churns[sid].append(Churn(t, ev.event_id, lost))
-
-    def loyal_from(self, started: int) -> int:
-        """:func:`loyalty.loyal_from` under this policy, remembered by UTC day.
-
-        Adding calendar months keeps an instant's time of day (a UTC day is 86,400 epoch
-        seconds), so the onset of any second of a day is the onset of its midnight plus the
-        same seconds: one calendar sum a day instead of one a donation event (~2 µs each,
-        most of what the report spent on donations).
-        """
-        day, second = divmod(started, DAY)
-        onset = self._onsets.get(day)
-        if onset is None:
-            onset = self._onsets[day] = loyalty.loyal_from(day * DAY, self.tenure)
-        return onset + second
 
     def records(self, records: list[SuppressionRecord]) -> None:
         started, opened = self.started, self._open
