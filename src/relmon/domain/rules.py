@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timezone, tzinfo
 from typing import Any
 
 from relmon.domain.facts import COMPLAINT, CONVERTED, DAY, INFO_REQUESTED, LABELS
@@ -89,6 +89,38 @@ _NEVER = 1 << 62
 def utc(t: int) -> datetime:
     """An epoch second as an aware UTC datetime."""
     return datetime.fromtimestamp(t, UTC)
+
+
+_EPOCH_ORDINAL = 719_163  # datetime(1970, 1, 1).toordinal()
+_OFFSETS: dict[tzinfo, int] = {}  # fixed offsets seen (timezone objects), in seconds
+
+
+def instant(d: datetime) -> float:
+    """``d.timestamp()`` of an aware datetime with a fixed offset (an event's time), the
+    same float, in a third of the time.
+
+    ``timestamp()`` subtracts the epoch, which asks both time zones for their offset
+    through Python calls and counts microseconds in Python integers: ~0.5 µs, once for
+    each event of a replay. Here the offset of each fixed-offset zone is remembered and
+    the rest is integer arithmetic; the microseconds, when there are any, are divided as
+    ``timestamp()`` divides them (one correctly rounded division). Other zones (an IANA
+    zone's offset depends on the date) take ``timestamp()``.
+    """
+    tz = d.tzinfo
+    if type(tz) is not timezone:
+        return d.timestamp()
+    offset = _OFFSETS.get(tz)
+    if offset is None:
+        delta = tz.utcoffset(None)
+        if delta.microseconds:  # not an RFC 3339 offset (whole minutes)
+            return d.timestamp()
+        offset = _OFFSETS[tz] = delta.days * DAY + delta.seconds
+    seconds = (d.toordinal() - _EPOCH_ORDINAL) * DAY + d.hour * 3600 + d.minute * 60
+    seconds += d.second - offset
+    micro = d.microsecond
+    if micro:
+        return (seconds * 1_000_000 + micro) / 1_000_000
+    return float(seconds)
 
 
 def add_months(t: int, months: int) -> int:

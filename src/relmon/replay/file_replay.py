@@ -75,6 +75,7 @@ from relmon.domain import (
 from relmon.domain.events import Event as Event  # re-exported: the replay modules import it here
 from relmon.domain.events import encode_event
 from relmon.domain.expiry import WakeQueue, expire_due
+from relmon.domain.rules import instant
 from relmon.errors import InputFileError, InvalidEvent
 
 if TYPE_CHECKING:
@@ -203,7 +204,7 @@ class Replayer:
         ``partition`` and ``offset``) name the event in its dead letter should it be late;
         ``timestamp`` is ``event.occurred_at.timestamp()`` when the caller has it already.
         """
-        t = int(event.occurred_at.timestamp() if timestamp is None else timestamp)
+        t = int(instant(event.occurred_at) if timestamp is None else timestamp)
         self.apply_at(event, t, raw, line, source, partition, offset)
 
     def apply_at(
@@ -404,9 +405,10 @@ def read_lines(path: Path) -> Iterable[bytes]:
 # One valid event of an input, as merged: the sort key (instant, event_id, raw bytes), then
 # the input's index and the line number (which only separate byte-identical lines), then the
 # event. Tuples compare element by element, so the event itself is never compared. The
-# instant is ``occurred_at.timestamp()``: a float keeps every microsecond of an epoch-second
-# time apart (its spacing there is below 0.25 µs) and compares far faster than datetimes;
-# ``int()`` of it is the epoch second the engine takes.
+# instant is ``occurred_at.timestamp()`` (as :func:`relmon.domain.rules.instant` computes
+# it): a float keeps every microsecond of an epoch-second time apart (its spacing there is
+# below 0.25 µs) and compares far faster than datetimes; ``int()`` of it is the epoch second
+# the engine takes.
 Item = tuple[float, str, bytes, int, int, Event]
 BadLine = Callable[[int, int, bytes, InvalidEvent], None]
 
@@ -584,7 +586,7 @@ class EventTimeMerge:
                         else:
                             blank += 1
                         continue
-                    t = event.occurred_at.timestamp()
+                    t = instant(event.occurred_at)
                     if t != at:
                         if t < at:
                             if self.trusted:
@@ -619,7 +621,7 @@ class EventTimeMerge:
         """An input out of time order: read whole (bytes and key, not the parsed events), sort,
         then decode each line again as it is applied."""
         keyed = [
-            (e.occurred_at.timestamp(), e.event_id, line, index, n)
+            (instant(e.occurred_at), e.event_id, line, index, n)
             for n, line, e in self._lines(index)
         ]
         keyed.sort(reverse=True)  # popped from the end: memory is freed as the replay goes
@@ -788,8 +790,8 @@ class Session:
         """
         apply, sources = self.primary.apply_at, self.inputs
         other = None if self.other is None else self.other.apply_at
-        for count, (instant, _, raw, index, number, event) in enumerate(items, start=1):
-            t = int(instant)
+        for count, (at, _, raw, index, number, event) in enumerate(items, start=1):
+            t = int(at)
             apply(event, t, raw, number, sources[index])
             if other is not None:
                 other(event, t)

@@ -28,6 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from relmon.domain import parse_event
+from relmon.domain.rules import instant
 from relmon.errors import BrokerError, ConfigError, InputFileError, InvalidEvent
 from relmon.replay import TIME_HELP
 from relmon.replay.file_replay import (
@@ -227,8 +228,9 @@ async def _read(
         except InvalidEvent as exc:
             result.bad.append((m, exc))
             continue
-        instant = event.occurred_at.timestamp()
-        result.events.append((instant, m.topic, m.partition, m.offset, event, value))
+        result.events.append(
+            (instant(event.occurred_at), m.topic, m.partition, m.offset, event, value)
+        )
     result.events.sort(key=lambda e: e[:4])
     return result
 
@@ -278,10 +280,10 @@ def replay_kafka(
             session.primary.dead_letter(
                 m.value or b"", exc, source=m.topic, partition=m.partition, offset=m.offset
             )
-        for instant, topic, partition, offset, event, value in read.events:
+        for at, topic, partition, offset, event, value in read.events:
             stats.lines += 1
             # a late event's dead letter carries the message as read, and where it was
-            session.apply(event, int(instant), value, topic, partition, offset)
+            session.apply(event, int(at), value, topic, partition, offset)
         stats, rows = session.finish(time.perf_counter() - started)
     if outcomes is not None:
         outcomes.extend(rows)

@@ -43,7 +43,7 @@ from relmon.domain.events import (
     Event,
 )
 from relmon.domain.outputs import ReasonCode, iso
-from relmon.domain.rules import utc
+from relmon.domain.rules import instant, utc
 from relmon.replay import svg
 from relmon.replay.calling_report import calling_section, outside_label
 
@@ -174,7 +174,7 @@ class Analysis:
         if ev.action == "one_off":
             return
         sid = ev.supporter_id
-        loyal_at = loyalty.loyal_from(int(ev.mandate_started_at.timestamp()), self.tenure)
+        loyal_at = loyalty.loyal_from(int(instant(ev.mandate_started_at)), self.tenure)
         mandates = self._mandates[sid]
         mandates[ev.mandate_id] = loyal_at if loyalty.leaves_active(ev) else None
         since = None  # the earliest onset of an active mandate (a loop: most donors have one)
@@ -194,11 +194,11 @@ class Analysis:
         started, opened = self.started, self._open
         for r in records:
             sid = r.supporter_id
-            t = int(r.decided_at.timestamp())
+            t = int(instant(r.decided_at))
             if self.first_record is None:
                 self.first_record = t
             reasons = tuple(
-                [(x.code, None if x.until is None else int(x.until.timestamp())) for x in r.reasons]
+                [(x.code, None if x.until is None else int(instant(x.until))) for x in r.reasons]
             )
             before = opened.pop(sid, None)
             if before is None:  # nothing was in force: every reason starts
