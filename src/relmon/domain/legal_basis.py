@@ -33,8 +33,6 @@ CODE = "RELATIONSHIP_LAPSED"
 
 # (code, until, ref) as in relmon.domain.decide; ref = the event id of the ending cancellation
 LapseReason = tuple[str, None, str]
-# (end, months) -> start: a pure function, memoised (each lapsed state asks it per event)
-_STARTS: dict[tuple[int, int], int] = {}
 
 
 def lapse(
@@ -44,7 +42,7 @@ def lapse(
 
     Reads the facts at or before ``as_of`` (before it when ``strict``).
     """
-    months = r.policy.legal_basis.relationship_term_months
+    months = r.lapse_months
     mandates = st.mandates
     if not months or not mandates:
         return None, None
@@ -67,12 +65,7 @@ def lapse(
         known = t < as_of or (t == as_of and not strict)
         if known and consent.action == OPT_IN and consent.channel in (PHONE, ALL):
             return None, None
-    key = (ended, months)
-    starts = _STARTS.get(key)
-    if starts is None:
-        if len(_STARTS) >= 100_000:
-            _STARTS.clear()
-        starts = _STARTS[key] = add_months(ended, months)
+    starts = add_months(ended, months)  # integer arithmetic: no memo needed
     if starts <= as_of:
         return (CODE, None, eid), None
     return None, starts
@@ -80,7 +73,7 @@ def lapse(
 
 def lapsed_detail(r: Rules, ref: object) -> str:
     """The reason's human-readable detail."""
-    months = r.policy.legal_basis.relationship_term_months
+    months = r.lapse_months
     term = f"{months // 12} years" if months % 12 == 0 else f"{months} months"
     return (
         f"donorship ended (cancellation, event {ref}) more than {term} ago "

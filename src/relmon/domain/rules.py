@@ -20,6 +20,7 @@ class Rules:
         self.w = Weights(policy)
         self.irritation_weights = tuple(float(getattr(p.irritation, name)) for name in LABELS)
         self.tenure_months = p.loyalty.min_tenure_months
+        self.lapse_months = p.legal_basis.relationship_term_months  # 0: no such reason
         self.churn_window = p.churn_after_contact.window_days * DAY
         self.min_gap = p.reasons.min_gap_days * DAY
         self.deciding = p.reasons.deciding_in_own_time_days * DAY
