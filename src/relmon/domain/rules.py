@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timezone, tzinfo
-from typing import Any
+from operator import truediv
+from typing import Any, Final
 
 from relmon.domain.facts import COMPLAINT, CONVERTED, DAY, INFO_REQUESTED, LABELS
 from relmon.domain.policy import Policy
@@ -92,7 +93,8 @@ def utc(t: int) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
 
-_EPOCH_ORDINAL = 719_163  # datetime(1970, 1, 1).toordinal()
+_EPOCH_ORDINAL: Final = 719_163  # datetime(1970, 1, 1).toordinal()
+_EXACT: Final = 1 << 53  # integers below this are exact as doubles (microseconds up to 2255)
 _OFFSETS: dict[tzinfo, int] = {}  # fixed offsets seen (timezone objects), in seconds
 
 
@@ -104,7 +106,8 @@ def instant(d: datetime) -> float:
     through Python calls and counts microseconds in Python integers: ~0.5 µs, once for
     each event of a replay. Here the offset of each fixed-offset zone is remembered and
     the rest is integer arithmetic; the microseconds, when there are any, are divided as
-    ``timestamp()`` divides them (one correctly rounded division). Other zones (an IANA
+    ``timestamp()`` divides them (one correctly rounded division; compiled, a division of
+    integers beyond 2**53 would round twice, so those go to Python's). Other zones (an IANA
     zone's offset depends on the date) take ``timestamp()``.
     """
     tz = d.tzinfo
@@ -119,9 +122,13 @@ def instant(d: datetime) -> float:
     seconds = (d.toordinal() - _EPOCH_ORDINAL) * DAY + d.hour * 3600 + d.minute * 60
     seconds += d.second - offset
     micro = d.microsecond
-    if micro:
-        return (seconds * 1_000_000 + micro) / 1_000_000
-    return float(seconds)
+    if not micro:
+        return float(seconds)
+    total = seconds * 1_000_000 + micro
+    if -_EXACT < total < _EXACT:  # both exact as doubles: one IEEE division, as Python does
+        return total / 1_000_000
+    exact: float = truediv(total, 1_000_000)  # Python's correctly rounded division
+    return exact
 
 
 def add_months(t: int, months: int) -> int:
