@@ -100,6 +100,25 @@ class Churn(NamedTuple):
 # Any fact, for the code that handles every list alike (sorting, retention, ids)
 Fact = tuple[Any, ...]
 
+
+def precedes(a: Fact, b: Fact, width: int = 2) -> bool:
+    """``a[:width] < b[:width]`` for ``width`` 2 (``(t, eid)``) or 3 (and ``label``).
+
+    Field by field: compiled, the slices were two new tuples per comparison, on the path
+    of almost every fact added (an e-mail sent going after every other one)."""
+    ta: int = a[0]
+    tb: int = b[0]
+    if ta != tb:
+        return ta < tb
+    ea: str = a[1]
+    eb: str = b[1]
+    if width == 2 or ea != eb:
+        return ea < eb
+    la: int = a[2]
+    lb: int = b[2]
+    return la < lb
+
+
 DAY: Final = 86_400
 
 PURPOSES: Final = (

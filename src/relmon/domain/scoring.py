@@ -30,7 +30,7 @@ import math
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from relmon.domain.facts import ATTEMPTS, DAY, DINNER, Call, Contribution, Stamp
+from relmon.domain.facts import ATTEMPTS, DAY, DINNER, Call, Contribution, Stamp, precedes
 from relmon.domain.policy import Policy
 from relmon.domain.state import SupporterState
 
@@ -179,7 +179,7 @@ def carry_fatigue(old: SupporterState, new: SupporterState, item: Contribution |
     if item is None or cached is None or cached.calls is not old.calls:
         return
     items = cached.items
-    if cached.emails is not old.emails or (items and not items[-1][:2] < item[:2]):
+    if cached.emails is not old.emails or (items and not precedes(items[-1], item)):
         return
     added = len(new.calls) + len(new.emails) - len(old.calls) - len(old.emails)
     if added == 1:  # exactly one call or e-mail more: none dropped

@@ -83,6 +83,7 @@ from relmon.domain.facts import (
     Fact,
     MandateStatus,
     Stamp,
+    precedes,
 )
 from relmon.domain.loyalty import is_downgrade, is_loyal_churn, loyal_from
 from relmon.domain.rules import Rules, utc
@@ -119,10 +120,10 @@ def insert(
     """
     if fact[0] < keep_from:
         return None
-    key = fact[:width]
-    if not facts or facts[-1][:width] < key:
+    if not facts or precedes(facts[-1], fact, width):  # after every other: the common case
         new = [*facts, fact]
     else:
+        key = fact[:width]
         i = bisect.bisect_left(facts, key, key=lambda f: f[:width])
         if i < len(facts) and facts[i][:width] == key:
             return None
