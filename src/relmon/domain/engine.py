@@ -71,13 +71,14 @@ the decisions made by consent changes, ``do_not_call`` and mandate statuses, how
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from relmon.domain.alerts import call_alert, judge_calls, link_churns, reasons_of
 from relmon.domain.compliance import note_zone, outside_window_alerts
 from relmon.domain.decide import Decision, evaluate, keeps_decision_with_more_fatigue
 from relmon.domain.events import MARKETING_PURPOSES, CallOutcomeEvent, Event
 from relmon.domain.explain import explain as explain_state
+from relmon.domain.facts import Fact
 from relmon.domain.outputs import Alert, SuppressionRecord, construct
 from relmon.domain.policy import Policy
 from relmon.domain.rules import Rules, utc
@@ -90,6 +91,8 @@ from relmon.domain.update import (
     email_facts,
     late_reason,
 )
+
+F = TypeVar("F", bound=Fact)
 
 
 class Outcome(NamedTuple):
@@ -259,33 +262,66 @@ class Engine:
         )
 
     def _forget(self, st: SupporterState, clock: int) -> None:
-        """Drop facts older than their list's retention (on a copy owned by the caller).
+        """Drop facts older than their list's retention (on a copy owned by the caller),
+        and note when the oldest fact left expires (``prune_at``).
 
         Their ids may stay in the state's id set: :meth:`SupporterState.has_event` allows
-        for that."""
+        for that. The lists are sorted by time, so what goes is a prefix, most often one
+        fact (an e-mail sent about as often as the oldest passes its retention): counted
+        from the front and sliced off, not a filter over the whole list."""
         r = self.rules
-        cut = clock - r.keep_calls
-        if st.calls and st.calls[0].t < cut:
-            st.calls = [f for f in st.calls if f.t >= cut]
+        keep = r.keep_calls
+        calls = st.calls
+        n = _expired(calls, clock - keep)
+        if n:
+            st.calls = calls = calls[n:]
             calls_dropped(st)
-        if st.churns and st.churns[0].t < cut:
-            st.churns = [f for f in st.churns if f.t >= cut]
-        cut = clock - r.keep_irritation
-        if st.irritation and st.irritation[0].t < cut:
-            st.irritation = [f for f in st.irritation if f.t >= cut]
-        cut = clock - r.keep_emails
-        if st.emails and st.emails[0].t < cut:
-            before = st.emails
-            st.emails = [f for f in before if f.t >= cut]
-            emails_dropped(st, before)
+        at = calls[0].t + keep if calls else _NEVER
+        churns = st.churns
+        n = _expired(churns, clock - keep)
+        if n:
+            st.churns = churns = churns[n:]
+        if churns and churns[0].t + keep < at:
+            at = churns[0].t + keep
+        keep = r.keep_irritation
+        irritation = st.irritation
+        n = _expired(irritation, clock - keep)
+        if n:
+            st.irritation = irritation = irritation[n:]
+        if irritation and irritation[0].t + keep < at:
+            at = irritation[0].t + keep
+        keep = r.keep_emails
+        emails = st.emails
+        n = _expired(emails, clock - keep)
+        if n:
+            st.emails = emails[n:]
+            emails_dropped(st, emails)
+            emails = st.emails
+        if emails and emails[0].t + keep < at:
+            at = emails[0].t + keep
         markers = st.markers
         for kind, keep in r.marker_retention:
             facts = markers[kind]
-            if facts and facts[0].t < clock - keep:
+            n = _expired(facts, clock - keep)
+            if n:
                 changed = list(markers)
-                changed[kind] = [f for f in facts if f.t >= clock - keep]
+                changed[kind] = facts = facts[n:]
                 st.markers = markers = tuple(changed)
-        st.prune_at = r.prune_at(st)
+            if facts and facts[0].t + keep < at:
+                at = facts[0].t + keep
+        st.prune_at = at
+
+
+_NEVER = 1 << 62  # prune_at of a state with no fact that expires
+
+
+def _expired(facts: list[F], cut: int) -> int:
+    """How many facts at the front of ``facts`` (sorted by time) are older than ``cut``."""
+    n = 0
+    size = len(facts)
+    while n < size and facts[n][0] < cut:
+        n += 1
+    return n
 
 
 def _only_emails_added(st: SupporterState, nst: SupporterState) -> bool:

@@ -70,23 +70,6 @@ class Rules:
         self.max_consents = 16
         self.max_mandates = 16
 
-    def prune_at(self, st: Any) -> int:
-        """When the oldest retained fact of ``st`` expires (``_forget`` is due)."""
-        heads = [
-            st.calls[0].t + self.keep_calls if st.calls else _NEVER,
-            st.churns[0].t + self.keep_calls if st.churns else _NEVER,
-            st.irritation[0].t + self.keep_irritation if st.irritation else _NEVER,
-            st.emails[0].t + self.keep_emails if st.emails else _NEVER,
-        ]
-        for kind, keep in self.marker_retention:
-            facts = st.markers[kind]
-            if facts:
-                heads.append(facts[0].t + keep)
-        return min(heads)
-
-
-_NEVER = 1 << 62
-
 
 def utc(t: int) -> datetime:
     """An epoch second as an aware UTC datetime."""
