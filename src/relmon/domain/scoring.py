@@ -223,6 +223,19 @@ def _older_emails_gone(
     (its sum is over the same items then), else None."""
     head_t, head_eid = (emails[0].t, emails[0].eid) if emails else (1 << 62, "")
     start = -1 if fold is None else fold.start
+    # the common case: the items gone are the first ones (calls are kept as long as
+    # e-mails by default, so no older call sits between them): one slice
+    n = len(items)
+    p = 0
+    while p < n and items[p].label == EMAIL_SENT and _older(items[p], head_t, head_eid):
+        p += 1
+    if p == n or not _older(items[p], head_t, head_eid):
+        if fold is None or p > start:
+            return items[p:], None
+        if p == 0:
+            return items[p:], fold
+        moved = Fold(fold.first, fold.last, start - p, fold.end - p, fold.acc, fold.ref)
+        return items[p:], moved
     kept: list[Contribution] = []
     gone_before = 0
     fold_holds = fold is not None
@@ -243,6 +256,11 @@ def _older_emails_gone(
         fold.first, fold.last, start - gone_before, fold.end - gone_before, fold.acc, fold.ref
     )
     return kept, moved
+
+
+def _older(item: Contribution, t: int, eid: str) -> bool:
+    """Whether ``item`` goes before ``(t, eid)`` in the canonical order."""
+    return item.t < t or (item.t == t and item.eid < eid)
 
 
 def fatigue_sum(st: SupporterState, as_of: int, w: Weights) -> tuple[float, int]:
