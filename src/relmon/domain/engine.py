@@ -71,7 +71,7 @@ the decisions made by consent changes, ``do_not_call`` and mandate statuses, how
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, Final, NamedTuple, cast
 
 from relmon.domain.alerts import call_alert, judge_calls, link_churns, reasons_of
 from relmon.domain.compliance import note_zone, outside_window_alerts
@@ -83,7 +83,7 @@ from relmon.domain.outputs import Alert, SuppressionRecord, construct
 from relmon.domain.policy import Policy
 from relmon.domain.rules import Rules, utc
 from relmon.domain.scoring import calls_dropped, emails_dropped
-from relmon.domain.state import SupporterState
+from relmon.domain.state import NEVER, SupporterState
 from relmon.domain.update import (
     call_facts,
     consent_facts,
@@ -91,8 +91,6 @@ from relmon.domain.update import (
     email_facts,
     late_reason,
 )
-
-F = TypeVar("F", bound=Fact)
 
 
 class Outcome(NamedTuple):
@@ -108,14 +106,19 @@ class Outcome(NamedTuple):
     late: str | None = None
 
 
+_new: Final = tuple.__new__
+_OUTCOME: Final = Outcome
+
+
 def _outcome(
     state: SupporterState,
     records: list[SuppressionRecord],
     alerts: list[Alert],
     late: str | None = None,
 ) -> Outcome:
-    # tuple.__new__: the named tuple's own __new__ is a Python function (slow from C)
-    return tuple.__new__(Outcome, (state, records, alerts, late))
+    # tuple.__new__: the named tuple's own __new__ is a Python function (slow from C); both
+    # held in Final names: compiled, C statics, not a method and a global looked up by name
+    return _new(_OUTCOME, (state, records, alerts, late))
 
 
 class Engine:
@@ -276,7 +279,7 @@ class Engine:
         if n:
             st.calls = calls = calls[n:]
             calls_dropped(st)
-        at = calls[0].t + keep if calls else _NEVER
+        at = calls[0].t + keep if calls else NEVER
         churns = st.churns
         n = _expired(churns, clock - keep)
         if n:
@@ -312,14 +315,15 @@ class Engine:
         st.prune_at = at
 
 
-_NEVER = 1 << 62  # prune_at of a state with no fact that expires
-
-
-def _expired(facts: list[F], cut: int) -> int:
+def _expired(facts: list[Any], cut: int) -> int:
     """How many facts at the front of ``facts`` (sorted by time) are older than ``cut``."""
     n = 0
     size = len(facts)
-    while n < size and facts[n][0] < cut:
+    while n < size:
+        fact: Fact = facts[n]  # typed: compiled, a tuple read and an unboxed compare
+        t: int = fact[0]
+        if t >= cut:
+            break
         n += 1
     return n
 

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from relmon.domain.facts import ATTEMPTS, DAY, DINNER, Call, Contribution, Stamp, precedes
 from relmon.domain.policy import Policy
-from relmon.domain.state import SupporterState
+from relmon.domain.state import NEVER, SupporterState
 
-_new = tuple.__new__  # a fact without its named tuple's __new__ (a Python function)
+_new: Final = tuple.__new__  # a fact without its named tuple's __new__ (a Python function)
 
 LN2 = math.log(2.0)
 
@@ -103,7 +104,7 @@ class Weights:
 
 # fatigue item labels: bit 0 reached, bit 1 dinner, the rest the number of other partners;
 # e-mails have their own label
-EMAIL_SENT = -1
+EMAIL_SENT: Final = -1
 
 
 def call_item(calls: list[Call], i: int, w: Weights) -> Contribution:
@@ -221,7 +222,7 @@ def _older_emails_gone(
     empty), for ``emails`` what is left of the e-mails ``items`` came from once their oldest
     were dropped; and ``fold`` moved to the new positions when every item gone was before it
     (its sum is over the same items then), else None."""
-    head_t, head_eid = (emails[0].t, emails[0].eid) if emails else (1 << 62, "")
+    head_t, head_eid = (emails[0].t, emails[0].eid) if emails else (NEVER, "")
     start = -1 if fold is None else fold.start
     # the common case: the items gone are the first ones (calls are kept as long as
     # e-mails by default, so no older call sits between them): one slice

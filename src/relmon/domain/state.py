@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import zlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -38,8 +38,11 @@ from relmon.errors import RelmonError
 # The first byte says how the rest is written: orjson, or zlib-compressed orjson.
 _PLAIN = b"\x01"
 _ZLIB = b"\x02"
-COMPRESS_ABOVE = 1000
-FOLD_IDS = 8  # ids added to a state are folded into its id set by this many
+COMPRESS_ABOVE: Final = 1000
+FOLD_IDS: Final = 8  # ids added to a state are folded into its id set by this many
+
+# a time after any other; below 2**62, so compiled it is a short int, compared unboxed
+NEVER: Final = 1 << 61
 
 RecordKey = tuple[bool, tuple[tuple[str, int | None, str | int], ...], int | None]
 
@@ -107,7 +110,7 @@ class SupporterState:
         self._loyal: Any = None
         # a time at or before which the oldest fact expires (the engine then forgets);
         # no facts yet, so never (a state read from bytes starts at "now": see from_bytes)
-        self.prune_at = 1 << 62
+        self.prune_at = NEVER
 
     @property
     def next_change_at(self) -> datetime | None:
@@ -256,7 +259,7 @@ class SupporterState:
         st.last_at, st.last_cause = doc[11], doc[12]
         if len(doc) > 13 and doc[13] is not None:  # states written before zones have 13
             st.zone = (doc[13][0], doc[13][1])
-        st.prune_at = -(1 << 62)  # unknown here: the engine forgets and recomputes it
+        st.prune_at = -NEVER  # unknown here: the engine forgets and recomputes it
         return st
 
 
