@@ -26,6 +26,7 @@ Modelling choices:
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from relmon.domain.facts import (
     ALL,
@@ -45,6 +46,10 @@ from relmon.domain.loyalty import is_active
 from relmon.domain.rules import Rules
 from relmon.domain.scoring import decayed_sum_before, fatigue_items, fatigue_sum, irritation_sum
 from relmon.domain.state import SupporterState
+
+# math.log2 held in a Final name: compiled, a C static, not the math module's attribute looked
+# up by name on every decision (mypyc has no native log2)
+_log2: Final = math.log2
 
 # (code, until, ref): ``ref`` (the event id behind the reason, a count, or the loyal flag)
 # says what the human-readable detail is about; :func:`detail` writes the text on emission.
@@ -217,7 +222,7 @@ def keeps_decision_with_more_fatigue(
     w = r.w
     f_acc, f_ref = fatigue_sum(st, as_of, w)
     if f_acc > 0.0:
-        until = math.ceil(f_ref + w.f_half_life * math.log2(f_acc / r.s_fatigue))
+        until = math.ceil(f_ref + w.f_half_life * _log2(f_acc / r.s_fatigue))
         if until > as_of:
             return False
     return True
@@ -238,12 +243,12 @@ def _decide(
     w = r.w
     # the closed form of scoring.falls_below_at, inlined (this runs for every event)
     if f_acc > 0.0:
-        until = math.ceil(f_ref + w.f_half_life * math.log2(f_acc / r.s_fatigue))
+        until = math.ceil(f_ref + w.f_half_life * _log2(f_acc / r.s_fatigue))
         if until > as_of:
             reasons.append(("FATIGUE", until, 0))
     if i_acc > 0.0:
         s_threshold = r.s_irritation_loyal if loyal else r.s_irritation
-        until = math.ceil(i_ref + w.i_half_life * math.log2(i_acc / s_threshold))
+        until = math.ceil(i_ref + w.i_half_life * _log2(i_acc / s_threshold))
         if until > as_of:
             reasons.append(("IRRITATION_RISK", until, int(loyal)))
     # an empty sum is exactly 0.0 (0.0 times the finite factor)
