@@ -130,7 +130,7 @@ PURPOSES: Final = (
     "survey",
     "other",
 )
-PURPOSE = {name: i for i, name in enumerate(PURPOSES)}
+PURPOSE: Final = {name: i for i, name in enumerate(PURPOSES)}
 MARKETING: Final = frozenset(
     PURPOSE[p] for p in ("upgrade", "reactivation", "acquisition", "survey", "other")
 )
@@ -152,7 +152,7 @@ OUTCOMES: Final = (
     "do_not_call",
     "cancelled_donation",
 )
-OUTCOME = {name: i for i, name in enumerate(OUTCOMES)}
+OUTCOME: Final = {name: i for i, name in enumerate(OUTCOMES)}
 # the outcomes that did not reach the supporter, as codes (the rule: events.ATTEMPT_OUTCOMES)
 ATTEMPTS: Final = frozenset(OUTCOME[o] for o in ATTEMPT_OUTCOMES)
 
@@ -173,11 +173,11 @@ MARKER_OUTCOMES: Final = {
 }
 
 CHANNELS: Final = ("phone", "email", "post", "sms", "all")
-CHANNEL = {name: i for i, name in enumerate(CHANNELS)}
+CHANNEL: Final = {name: i for i, name in enumerate(CHANNELS)}
 PHONE: Final = CHANNEL["phone"]
 ALL: Final = CHANNEL["all"]
 CONSENT_ACTIONS: Final = ("opt_out", "objection", "opt_in")
-CONSENT_ACTION = {name: i for i, name in enumerate(CONSENT_ACTIONS)}
+CONSENT_ACTION: Final = {name: i for i, name in enumerate(CONSENT_ACTIONS)}
 OPT_OUT, OBJECTION, OPT_IN = 0, 1, 2
 
 DONATION_ACTIONS: Final = (
@@ -191,9 +191,9 @@ DONATION_ACTIONS: Final = (
     "payment_failed",
     "one_off",
 )
-DONATION_ACTION = {name: i for i, name in enumerate(DONATION_ACTIONS)}
+DONATION_ACTION: Final = {name: i for i, name in enumerate(DONATION_ACTIONS)}
 FREQUENCIES: Final = ("monthly", "quarterly", "yearly", "one_off")
-FREQUENCY = {name: i for i, name in enumerate(FREQUENCIES)}
+FREQUENCY: Final = {name: i for i, name in enumerate(FREQUENCIES)}
 MONTHLY: Final = FREQUENCY["monthly"]
 
 # irritation labels (fatigue labels are built from the call in scoring)
@@ -210,4 +210,4 @@ LABELS: Final = (
     "email_spam_complaint",
     "downgraded",
 )
-LABEL = {name: i for i, name in enumerate(LABELS)}
+LABEL: Final = {name: i for i, name in enumerate(LABELS)}

@@ -71,9 +71,15 @@ class Rules:
         self.max_mandates = 16
 
 
+# Final: compiled, C statics; datetime.fromtimestamp read from the class made a new bound
+# method on every call (utc runs for each record and alert)
+_fromtimestamp: Final = datetime.fromtimestamp
+_UTC: Final = UTC
+
+
 def utc(t: int) -> datetime:
     """An epoch second as an aware UTC datetime."""
-    return datetime.fromtimestamp(t, UTC)
+    return _fromtimestamp(t, _UTC)
 
 
 _EPOCH_ORDINAL: Final = 719_163  # datetime(1970, 1, 1).toordinal()
