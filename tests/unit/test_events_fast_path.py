@@ -221,6 +221,7 @@ def test_valid_events_take_the_fast_path() -> None:
         (b"occurred_at", _j("1969-12-31T23:59:59.9999999Z")),
         (b"occurred_at", _j("2199-12-31T23:59:59-01:00")),  # in 2200 UTC
         (b"occurred_at", _j("2026-03-01T18:05:00")),  # no offset
+        (b"occurred_at", _j("2026-03-01T18:05:00+01:60")),  # Python's parser takes it
         (b"currency", _j("EUR\n")),  # Python's $ matches before a final newline
         (b"extra", b'"\xff"'),  # msgspec skips the field without reading its UTF-8
         (b"supporter_timezone", _j("Mars/Base")),

@@ -415,7 +415,7 @@ Event = CallOutcomeEvent | ConsentChangeEvent | EmailEngagementEvent | DonationC
 
 _FAST_TS_FORM = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
-    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-5][0-9])"  # offset minutes 00-59 (Python's parser takes 60)
 ).fullmatch
 if TYPE_CHECKING:
     _FastTimestamp = datetime
