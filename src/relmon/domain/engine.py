@@ -81,7 +81,7 @@ from relmon.domain.explain import explain as explain_state
 from relmon.domain.facts import Fact
 from relmon.domain.outputs import Alert, SuppressionRecord, construct
 from relmon.domain.policy import Policy
-from relmon.domain.rules import Rules, utc
+from relmon.domain.rules import Rules, instant, utc
 from relmon.domain.scoring import calls_dropped, emails_dropped
 from relmon.domain.state import NEVER, SupporterState
 from relmon.domain.update import (
@@ -135,7 +135,7 @@ class Engine:
         replay sorts by it): 0.4 µs an event not spent twice.
         """
         if t is None:
-            t = int(event.occurred_at.timestamp())
+            t = int(instant(event.occurred_at))
         st = state if state is not None else SupporterState(event.supporter_id)
         eid = event.event_id
         if st.has_event(eid):
