@@ -1,0 +1,103 @@
+"""A file replay applies its events supporter by supporter, a chunk of items at a time
+(:meth:`relmon.replay.file_replay.Replayer.apply_chunk`); every output must be what applying
+them one by one in merge order gives (:meth:`Replayer.apply_at`), byte for byte.
+
+The chunk size is made tiny and huge here, so that chunk boundaries fall everywhere: between
+two events of one instant, between a supporter's events, before and after the wakes of
+supporters with and without events in the chunk. The inputs are the golden cases (late
+events, duplicates, redeliveries, the adversarial ones) and a simulated year.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from relmon.cli import main
+from relmon.replay import file_replay
+from relmon.replay.file_replay import Item, Replayer
+
+GOLDEN = sorted((Path(__file__).parent.parent / "golden" / "inputs").glob("*.jsonl*"))
+OUTPUTS = (
+    "suppressions.jsonl",
+    "alerts.jsonl",
+    "dead_letters.jsonl",
+    "summary.json",
+    "report.html",
+)
+
+
+def _one_by_one(
+    self: Replayer, chunk: Sequence[Item], sources: Sequence[str] | None = None
+) -> None:
+    """The reference: each item applied alone, in merge order."""
+    for at, _, raw, index, number, event in chunk:
+        if sources is None:
+            self.apply_at(event, int(at))
+        else:
+            self.apply_at(event, int(at), raw, number, sources[index])
+
+
+def _replay(out: Path, source: Path, *extra: str) -> dict[str, bytes]:
+    args = ["replay", "--input", str(source), "--out", str(out), "--no-progress", *extra]
+    assert main(args) == 0
+    return {name: (out / name).read_bytes() for name in OUTPUTS}
+
+
+@pytest.fixture(scope="module")
+def year(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated year of 150 supporters (records, alerts, lifts by time alone)."""
+    path = tmp_path_factory.mktemp("year") / "year.jsonl"
+    args = ["simulate", "--supporters", "150", "--days", "365", "--seed", "11", "--out", str(path)]
+    assert main(args) == 0
+    return path
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 500, 10**7])
+def test_supporter_by_supporter_equals_one_by_one(
+    year: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Every output file of the simulated year, and of each golden case, is byte-identical
+    whatever the chunk size, to the replay that applies one item at a time."""
+    sources = [year]
+    for case in GOLDEN:  # the replay reads plain JSON lines
+        plain = tmp_path / case.name.removesuffix(".gz")
+        plain.write_bytes(
+            gzip.decompress(case.read_bytes()) if case.suffix == ".gz" else case.read_bytes()
+        )
+        sources.append(plain)
+    assert len(sources) >= 5
+    expected = {}
+    with monkeypatch.context() as patch:
+        patch.setattr(Replayer, "apply_chunk", _one_by_one)
+        for n, source in enumerate(sources):
+            expected[n] = _replay(tmp_path / f"one-{n}", source)
+    monkeypatch.setattr(file_replay, "CHUNK", chunk)
+    for n, source in enumerate(sources):
+        got = _replay(tmp_path / f"chunk-{n}", source)
+        for name in OUTPUTS:
+            assert got[name] == expected[n][name], (source.name, name)
+    assert expected[0]["suppressions.jsonl"].count(b"\n") > 100
+
+
+def test_the_what_if_engine_too(
+    year: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --compare-policy the second engine is applied by chunks as well: the report's
+    what-if section is the same as one by one."""
+    strict = tmp_path / "strict.toml"
+    default = Path(file_replay.__file__).parent.parent / "domain" / "default_policy.toml"
+    strict.write_text(
+        default.read_text()
+        .replace('version = "', 'version = "strict-', 1)
+        .replace("fatigue = 0.7", "fatigue = 0.3", 1)
+    )
+    extra = ("--compare-policy", str(strict))
+    with monkeypatch.context() as patch:
+        patch.setattr(Replayer, "apply_chunk", _one_by_one)
+        expected = _replay(tmp_path / "one", year, *extra)
+    monkeypatch.setattr(file_replay, "CHUNK", 97)
+    assert _replay(tmp_path / "chunks", year, *extra) == expected
