@@ -278,8 +278,9 @@ class Replayer:
         for late events' dead letters; None: no raw line is kept).
 
         Why: a year's replay holds tens of thousands of states, and applying events in
-        time order touches a different one each time, cold in the CPU's caches; the same
-        events applied supporter by supporter take half the engine's time. Each
+        time order touches a different one each time, cold in the CPU's caches; applied
+        supporter by supporter, the engine takes about a third less time in chunks of
+        100,000, half grouped over a whole year (see the module docstring). Each
         supporter's events keep their order, and its changes by time alone are applied at
         the same moments as one by one: before an item that moves the watermark, every
         wake at or before the item's time (:meth:`_expire_until`). So each supporter's
