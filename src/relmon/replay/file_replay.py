@@ -316,7 +316,7 @@ class Replayer:
             else:
                 where.append(i)
         stats.valid += len(chunk)
-        first = int(chunk[0][0])
+        first = times[0]
         if self.first_at is None or first < self.first_at:
             self.first_at = first
         records: list[tuple[tuple[object, ...], SuppressionRecord]] = []
@@ -358,14 +358,14 @@ class Replayer:
             # now and noted again below
             changed += self._expire_others(by_sid, moves, move_t, records)
             self._watermark = self.last_at = move_t[-1]
-        for sid in changed:
+        for sid in dict.fromkeys(changed):  # once each (a supporter can be in both lists)
             self._note(sid, states[sid].wake)
         for p, reason in sorted(late):
             item = chunk[p]
             raw, line, source = (
                 (None, None, None) if sources is None else (item[2], item[4], sources[item[3]])
             )
-            self._late_letter(item[5], reason, raw, line, source, None, None)
+            self._late_letter(events[p], reason, raw, line, source, None, None)
         if records:
             records.sort(key=_first)
             self._emit_records([r for _, r in records])
@@ -960,24 +960,25 @@ class Session:
         """Apply the merged input lines of a file replay, in their order; ``tick()`` every
         4,096 lines (the progress bar).
 
-        One loop here rather than one call an item: this runs a million times a simulated
-        year, and the item's key already holds the event's instant, so the engine's epoch
-        second needs no ``timestamp()``.
+        The items are applied :data:`CHUNK` at a time, supporter by supporter
+        (:meth:`Replayer.apply_chunk`), by each engine (the what-if's too).
         """
-        primary, other, sources = self.primary, self.other, self.inputs
+        sources = self.inputs
+
+        def apply(chunk: list[Item]) -> None:
+            self.primary.apply_chunk(chunk, sources)
+            if self.other is not None:
+                self.other.apply_chunk(chunk)
+
         chunk: list[Item] = []
         for count, item in enumerate(items, start=1):
             chunk.append(item)
             if len(chunk) == CHUNK:
-                primary.apply_chunk(chunk, sources)
-                if other is not None:
-                    other.apply_chunk(chunk)
+                apply(chunk)
                 chunk = []
             if count & 4095 == 0:
                 tick()
-        primary.apply_chunk(chunk, sources)
-        if other is not None:
-            other.apply_chunk(chunk)
+        apply(chunk)
 
     def bad_line(self, index: int, number: int, raw: bytes, exc: InvalidEvent) -> None:
         """A line of input ``index`` that cannot be decoded or validated (a file replay)."""
