@@ -43,6 +43,7 @@ from types import ModuleType
 # outputs.py and policy.py (pydantic models, which mypyc cannot compile) and __init__.py.
 MODULES = (
     "alerts",
+    "batch",
     "calling",
     "compliance",
     "decide",

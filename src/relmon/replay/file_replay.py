@@ -54,7 +54,6 @@ becomes a dead letter, and the replay goes on.
 from __future__ import annotations
 
 import base64
-import bisect
 import gc
 import heapq
 import shutil
@@ -83,9 +82,9 @@ from relmon.domain import (
     encode_record,
     parse_event,
 )
+from relmon.domain.batch import EventTime
 from relmon.domain.events import Event as Event  # re-exported: the replay modules import it here
 from relmon.domain.events import encode_event
-from relmon.domain.expiry import WakeQueue, expire_due
 from relmon.domain.rules import instant
 from relmon.errors import InputFileError, InvalidEvent
 
@@ -112,10 +111,6 @@ class Observer(Protocol):
 
 _NEVER = float("inf")  # no change by time alone is due
 CHUNK = 200_000  # items a file replay applies supporter by supporter (~1.2 KB each held)
-
-
-def _first(pair: tuple[tuple[object, ...], object]) -> tuple[object, ...]:
-    return pair[0]
 
 
 def _event_hook(observer: Observer | None) -> Callable[[Event, int], None] | None:
@@ -179,9 +174,7 @@ class Replayer:
         self.stats = ReplayStats(policy_version=policy.version)
         self._records, self._alerts, self._dead = records, alerts, dead
         self._late = dead if late is None else late
-        self._due = WakeQueue()
-        self._next_due: float = _NEVER  # the earliest time in _due (it may be stale)
-        self._watermark = -(1 << 62)
+        self._clock = EventTime(self.engine, self.states)  # the watermark and the expiries
         self.observer = observer
         self._see_event = _event_hook(observer)
         self.first_at: int | None = None  # earliest and latest valid event time
@@ -239,12 +232,15 @@ class Replayer:
         Run once an event, so it reads as few attributes as it can: an e-mail that changes
         no decision costs this method, the engine, and the report's event hook.
         """
-        stats = self.stats
+        stats, clock = self.stats, self._clock
         stats.valid += 1
-        if t > self._watermark:  # the watermark is the latest time so far: last_at
-            if t >= self._next_due:
-                self._expire_until(t)
-            self._watermark = self.last_at = t
+        if t > clock.watermark:  # the watermark is the latest time so far: last_at
+            if t >= clock.next_due:
+                expired: list[SuppressionRecord] = []
+                clock.expire_until(t, expired)
+                if expired:
+                    self._emit_records(expired)
+            clock.watermark = self.last_at = t
         first = self.first_at
         if first is None or t < first:
             self.first_at = t
@@ -263,9 +259,9 @@ class Replayer:
             states[sid] = new
             if state is None:
                 stats.supporters += 1
-                self._note(sid, new.wake)
+                clock.note(sid, new.wake)
             elif new.wake != state.wake:
-                self._note(sid, new.wake)
+                clock.note(sid, new.wake)
         if records:
             self._emit_records(records)
         if alerts:
@@ -275,169 +271,30 @@ class Replayer:
         """Apply a run of merged items (in merge order) supporter by supporter, and emit
         what they give in exactly the order, and with exactly the content, that
         :meth:`apply_at` gives applying them one by one (``sources``: the inputs' names,
-        for late events' dead letters; None: no raw line is kept).
-
-        Why: a year's replay holds tens of thousands of states, and applying events in
-        time order touches a different one each time, cold in the CPU's caches; applied
-        supporter by supporter, the engine takes about a third less time in chunks of
-        100,000, half grouped over a whole year (see the module docstring). Each
-        supporter's events keep their order, and its changes by time alone are applied at
-        the same moments as one by one: before an item that moves the watermark, every
-        wake at or before the item's time (:meth:`_expire_until`). So each supporter's
-        states, records and alerts are the same; only the order in which they are
-        computed differs, and every output carries its place (the item it came with, or
-        the item that triggered its expiry, then the wake and supporter, as the wake
-        queue pops them) and is emitted in that order.
+        for late events' dead letters; None: no raw line is kept). The domain's
+        :meth:`~relmon.domain.batch.EventTime.apply_chunk` does the work, and says why.
         """
         if not chunk:
             return
-        stats, states, apply = self.stats, self.states, self.engine.apply
-        see = self._see_event
-        moves: list[int] = []  # the items that move the watermark (expiries come first)
-        move_t: list[int] = []  # their epoch seconds
-        by_sid: dict[str, list[int]] = {}
-        times: list[int] = []  # each item's epoch second
-        events: list[Event] = []
-        water = self._watermark
-        for i, item in enumerate(chunk):
-            t, event = int(item[0]), item[5]
-            times.append(t)
-            events.append(event)
-            if t > water:
-                moves.append(i)
-                move_t.append(t)
-                water = t
-            if see is not None:
-                see(event, t)
-            sid = event.supporter_id
-            where = by_sid.get(sid)
-            if where is None:
-                by_sid[sid] = [i]
-            else:
-                where.append(i)
+        stats, clock = self.stats, self._clock
+        done = clock.apply_chunk(chunk, self._see_event)
         stats.valid += len(chunk)
-        first = times[0]
+        stats.applied += len(chunk) - len(done.late)
+        stats.supporters += done.new_supporters
+        first = int(chunk[0][0])
         if self.first_at is None or first < self.first_at:
             self.first_at = first
-        records: list[tuple[tuple[object, ...], SuppressionRecord]] = []
-        alerts: list[tuple[tuple[int, int], Alert]] = []
-        late: list[tuple[int, str]] = []
-        changed: list[str] = []  # supporters whose next wake the queue must hear of
-        for sid, where in by_sid.items():
-            state = states.get(sid)
-            wake_before = None if state is None else state.wake
-            prev = -1
-            for p in where:
-                t = times[p]
-                # a wake after this item's time cannot be reached by the moves before it
-                if state is not None:
-                    wake = state.wake
-                    if wake is not None and wake <= t:
-                        state = self._expire_moves(sid, state, prev, p, moves, move_t, records)
-                new, emitted, raised, reason = apply(state, events[p], t)
-                if reason is not None:
-                    late.append((p, reason))
-                if new is not state:
-                    if state is None:
-                        stats.supporters += 1
-                    state = new
-                if emitted:
-                    records.extend(((p, 1, k), r) for k, r in enumerate(emitted))
-                if raised:
-                    alerts.extend(((p, k), a) for k, a in enumerate(raised))
-                prev = p
-            assert state is not None  # the supporter had an event here
-            if state.wake is not None and moves and state.wake <= move_t[-1]:
-                state = self._expire_moves(sid, state, prev, len(chunk), moves, move_t, records)
-            states[sid] = state
-            if state.wake != wake_before:
-                changed.append(sid)
-        stats.applied += len(chunk) - len(late)
-        if moves:
-            # the queue's entries of the supporters above are done, or stale, or popped
-            # now and noted again below
-            changed += self._expire_others(by_sid, moves, move_t, records)
-            self._watermark = self.last_at = move_t[-1]
-        for sid in dict.fromkeys(changed):  # once each (a supporter can be in both lists)
-            self._note(sid, states[sid].wake)
-        for p, reason in sorted(late):
+        self.last_at = clock.watermark
+        for p, reason in done.late:
             item = chunk[p]
             raw, line, source = (
                 (None, None, None) if sources is None else (item[2], item[4], sources[item[3]])
             )
-            self._late_letter(events[p], reason, raw, line, source, None, None)
-        if records:
-            records.sort(key=_first)
-            self._emit_records([r for _, r in records])
-        if alerts:
-            alerts.sort(key=_first)
-            self._emit_alerts([a for _, a in alerts])
-
-    def _expire_moves(
-        self,
-        sid: str,
-        state: SupporterState,
-        after: int,
-        upto: int,
-        moves: list[int],
-        move_t: list[int],
-        out: list[tuple[tuple[object, ...], SuppressionRecord]],
-    ) -> SupporterState:
-        """``state`` after the expiries that the watermark's moves at items in
-        ``(after, upto]`` of the chunk apply to it, their records keyed by the move."""
-        j, end = bisect.bisect_right(moves, after), bisect.bisect_right(moves, upto)
-        engine = self.engine
-        while j < end and state.wake is not None:
-            k = bisect.bisect_left(move_t, state.wake, j, end)
-            if k == end:
-                break
-            i, t = moves[k], move_t[k]
-            while state.wake is not None and state.wake <= t:  # as the queue pops them
-                wake = state.wake
-                for n, (_due, outcome) in enumerate(expire_due(engine, state, wake)):
-                    state = outcome.state
-                    out.extend(((i, 0, wake, sid, n, m), r) for m, r in enumerate(outcome.records))
-                if state.wake == wake:
-                    break  # time alone did not move it (never expected): as expire_due stops
-            j = k + 1
-        return state
-
-    def _expire_others(
-        self,
-        touched: dict[str, list[int]],
-        moves: list[int],
-        move_t: list[int],
-        out: list[tuple[tuple[object, ...], SuppressionRecord]],
-    ) -> list[str]:
-        """The expiries of supporters without an item in the chunk, each at the first move
-        that reaches its wake (``touched``' were applied with their items); the touched
-        supporters whose current entry it popped (to be noted again)."""
-        states, engine, due = self.states, self.engine, self._due
-        last = move_t[-1]
-        popped: list[str] = []
-        if last >= self._next_due:
-            for wake, sid in due.pop_due(last, lambda sid: states[sid].wake):
-                if sid in touched:
-                    popped.append(sid)
-                    continue
-                k = bisect.bisect_left(move_t, wake)
-                i = moves[k]
-                for n, (_due, outcome) in enumerate(expire_due(engine, states[sid], wake)):
-                    state = outcome.state
-                    states[sid] = state
-                    self._note(sid, state.wake)
-                    out.extend(((i, 0, wake, sid, n, m), r) for m, r in enumerate(outcome.records))
-            after = due.next_at()
-            self._next_due = _NEVER if after is None else after
-        return popped
-
-    def _note(self, sid: str, wake: int | None) -> None:
-        """The supporter's next change by time alone is at ``wake``; keeps ``_next_due``, the
-        earliest time in the queue, so that an event need not ask the queue."""
-        if wake is not None:
-            self._due.note(sid, wake)
-            if wake < self._next_due:
-                self._next_due = wake
+            self._late_letter(item[5], reason, raw, line, source, None, None)
+        if done.records:
+            self._emit_records(done.records)
+        if done.alerts:
+            self._emit_alerts(done.alerts)
 
     def _emit_records(self, records: list[SuppressionRecord]) -> None:
         self.stats.records += len(records)
@@ -485,21 +342,6 @@ class Replayer:
             policy_version=self.policy_version,
         )
         self._late(encode_dead_letter(letter))
-
-    def _expire_until(self, t: int) -> None:
-        """Apply, across supporters in time order, every change by time alone up to ``t``."""
-        states, engine, due = self.states, self.engine, self._due
-        for wake, sid in due.pop_due(t, lambda sid: states[sid].wake):
-            # one step: the supporter's next change goes back in the queue, in time order
-            for _due, outcome in expire_due(engine, states[sid], wake):
-                state = outcome.state
-                states[sid] = state
-                self._note(sid, state.wake)
-                if outcome.records:
-                    self._emit_records(outcome.records)
-        # everything due by t is done: the queue's earliest is after t (or there is none)
-        after = due.next_at()
-        self._next_due = _NEVER if after is None else after
 
     def dead_letter(
         self,
