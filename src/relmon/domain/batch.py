@@ -134,9 +134,10 @@ class EventTime:
                     wake = state.wake
                     if wake is not None and wake <= t:
                         state = self._expire_moves(sid, state, prev, p, moves, move_t, records)
-                new, emitted, raised, reason = engine.apply(state, events[p], t)
-                if reason is not None:
-                    late.append((p, reason))
+                outcome = engine.apply(state, events[p], t)
+                new, emitted, raised = outcome.state, outcome.records, outcome.alerts
+                if outcome.late is not None:
+                    late.append((p, outcome.late))
                 if new is not state:
                     if state is None:
                         fresh += 1

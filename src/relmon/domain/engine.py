@@ -70,8 +70,9 @@ the decisions made by consent changes, ``do_not_call`` and mandate statuses, how
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, cast
 
 from relmon.domain.alerts import call_alert, judge_calls, link_churns, reasons_of
 from relmon.domain.compliance import note_zone, outside_window_alerts
@@ -93,32 +94,50 @@ from relmon.domain.update import (
 )
 
 
-class Outcome(NamedTuple):
+class Outcome:
     """What applying an event (or an expiry) gives: the state, records and alerts to emit.
 
     ``late`` is None, or says why the event was not applied: it is older than everything
     the state keeps for it (see "Late events" in the module docstring).
+
+    A plain class, not a named tuple: compiled, one is built per event, and a tuple
+    subclass costs about a thousand instructions to build from C (``tuple.__new__``
+    through a generic call), a native class a direct allocation. It still unpacks and
+    compares like the tuple ``(state, records, alerts, late)``.
     """
 
-    state: SupporterState
-    records: list[SuppressionRecord]
-    alerts: list[Alert]
-    late: str | None = None
+    def __init__(
+        self,
+        state: SupporterState,
+        records: list[SuppressionRecord],
+        alerts: list[Alert],
+        late: str | None = None,
+    ) -> None:
+        self.state = state
+        self.records = records
+        self.alerts = alerts
+        self.late = late
 
+    def _fields(self) -> tuple[SupporterState, list[SuppressionRecord], list[Alert], str | None]:
+        return (self.state, self.records, self.alerts, self.late)
 
-_new: Final = tuple.__new__
-_OUTCOME: Final = Outcome
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._fields())
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Outcome):
+            return self._fields() == other._fields()
+        if isinstance(other, tuple):
+            return self._fields() == other
+        return NotImplemented
 
-def _outcome(
-    state: SupporterState,
-    records: list[SuppressionRecord],
-    alerts: list[Alert],
-    late: str | None = None,
-) -> Outcome:
-    # tuple.__new__: the named tuple's own __new__ is a Python function (slow from C); both
-    # held in Final names: compiled, C statics, not a method and a global looked up by name
-    return _new(_OUTCOME, (state, records, alerts, late))
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Outcome(state={self.state!r}, records={self.records!r}, alerts={self.alerts!r}, "
+            f"late={self.late!r})"
+        )
 
 
 class Engine:
@@ -139,7 +158,7 @@ class Engine:
         st = state if state is not None else SupporterState(event.supporter_id)
         eid = event.event_id
         if st.has_event(eid):
-            return _outcome(st, [], [])
+            return Outcome(st, [], [])
         r = self.rules
         kind, ev = event.type, cast(Any, event)  # the handler's own type, by `type`
         # if/elif, not a table of handlers: compiled, these are direct calls
@@ -153,7 +172,7 @@ class Engine:
             kept = consent_facts(st, ev, t, r)
         clock = st.clock
         if kept is None and t <= clock:  # nothing new, not even the time: say why if too old
-            return _outcome(st, [], [], late_reason(st, event, t, r))
+            return Outcome(st, [], [], late_reason(st, event, t, r))
         # the zone (calling windows: compliance.py) never changes a decision, so an event
         # that keeps no fact still takes the "only the time moved" path below
         nst = note_zone(st, kept, event.supporter_timezone, t) or st.copy()
@@ -164,7 +183,7 @@ class Engine:
                 if as_of >= nst.prune_at:
                     self._forget(nst, as_of)
                 nst.clock = as_of  # only the time moved; the decision stands
-                return _outcome(nst, [], [])
+                return Outcome(nst, [], [])
         elif t >= clock and not nst.churns and _only_emails_added(st, nst):
             # an e-mail sent, in time order: only fatigue grew, and no alert can follow (a
             # remembered churn may become alertable when an earlier one is forgotten: those
@@ -173,8 +192,8 @@ class Engine:
                 self._forget(nst, as_of)
             nst.clock = as_of
             if keeps_decision_with_more_fatigue(nst, st, r, as_of):
-                return _outcome(nst, [], [])
-            return _outcome(nst, self._emit(nst, evaluate(nst, r, as_of), as_of, eid), [])
+                return Outcome(nst, [], [])
+            return Outcome(nst, self._emit(nst, evaluate(nst, r, as_of), as_of, eid), [])
         else:
             if nst.calls is not st.calls and event.type == "call_outcome":
                 alerts = self._call_alerts(st, nst, event, t)  # the call was kept: outbound
@@ -187,19 +206,19 @@ class Engine:
             self._forget(nst, as_of)
         nst.clock = as_of
         records = self._emit(nst, evaluate(nst, r, as_of), as_of, eid)
-        return _outcome(nst, records, alerts)
+        return Outcome(nst, records, alerts)
 
     def expire(self, state: SupporterState, now: datetime) -> Outcome:
         """Re-decide at ``now`` if a reason's ``until`` (or a loyalty onset) has passed."""
         n = int(now.timestamp())
         if state.wake is None or n < state.wake:
-            return _outcome(state, [], [])
+            return Outcome(state, [], [])
         nst = state.copy()
         as_of = max(state.clock, n)
         if as_of >= nst.prune_at:
             self._forget(nst, as_of)
         nst.clock = as_of
-        return _outcome(nst, self._emit(nst, evaluate(nst, self.rules, as_of), as_of, None), [])
+        return Outcome(nst, self._emit(nst, evaluate(nst, self.rules, as_of), as_of, None), [])
 
     def decision(
         self, state: SupporterState | None, supporter_id: str, at: datetime

@@ -250,7 +250,8 @@ class Replayer:
         sid = event.supporter_id
         states = self.states
         state = states.get(sid)
-        new, records, alerts, late = self.engine.apply(state, event, t)
+        outcome = self.engine.apply(state, event, t)
+        new, records, alerts, late = outcome.state, outcome.records, outcome.alerts, outcome.late
         if late is None:
             stats.applied += 1
         else:
