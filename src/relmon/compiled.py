@@ -47,6 +47,7 @@ MODULES = (
     "calling",
     "compliance",
     "decide",
+    "decoding",
     "engine",
     "expiry",
     "explain",

@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relmon.domain import Engine, default_policy, encode_alert, encode_record
+from relmon.domain.decoding import parse_event
 from relmon.domain.events import (
     MAX_AMOUNT_CENTS,
     MAX_DURATION_S,
     encode_event,
-    parse_event,
     parse_event_pydantic,
 )
 from relmon.errors import InvalidEvent

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from relmon.cli import main
-from relmon.domain.events import parse_event
+from relmon.domain import parse_event
 from relmon.simulation import Simulation, SimulationParams, generate, load_params
 from relmon.simulation.params import params_as_toml
 from relmon.simulation.population import MONTH, Clock

@@ -12,6 +12,7 @@ from relmon.compiled import choose
 
 ENGINE = choose()
 
+from relmon.domain.decoding import parse_event  # noqa: E402
 from relmon.domain.engine import Engine, Outcome  # noqa: E402
 from relmon.domain.events import (  # noqa: E402
     CallOutcome,
@@ -20,7 +21,6 @@ from relmon.domain.events import (  # noqa: E402
     EmailEngagement,
     Event,
     InputEvent,
-    parse_event,
 )
 from relmon.domain.outputs import (  # noqa: E402
     Alert,

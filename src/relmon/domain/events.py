@@ -1,4 +1,5 @@
-"""The four input events of the contract (section 1) and :func:`parse_event`.
+"""The four input events of the contract (section 1), as pydantic models (the reference)
+and as msgspec Structs (the fast path of :func:`relmon.domain.decoding.parse_event`).
 
 Modelling choices:
 
@@ -34,10 +35,11 @@ Modelling choices:
   "must be a finite number". It is the only float field.
 * ``supporter_timezone`` (optional on every event) is an IANA zone name that ``zoneinfo``
   knows, e.g. ``Europe/Brussels``; an unknown name is an error naming the field.
-* :func:`parse_event` decodes first with msgspec into frozen Structs that mirror the models
-  (about a third less time per event; see "the fast path" below for how it stays within what
-  the models accept). On any refusal it runs :func:`parse_event_pydantic`: pydantic decodes
-  and validates in one pass (``TypeAdapter.validate_json``) and turns every failure into
+* :func:`~relmon.domain.decoding.parse_event` (compiled with the engine) decodes first with
+  msgspec into frozen Structs that mirror the models (about a third less time per event;
+  see "the fast path" below for how it stays within what the models accept). On any
+  refusal it runs :func:`parse_event_pydantic`: pydantic decodes and validates in one pass
+  (``TypeAdapter.validate_json``) and turns every failure into
   :class:`~relmon.errors.InvalidEvent` with ``field`` and ``kind`` set, so every error is
   pydantic's, and a line msgspec refused but pydantic accepts gives pydantic's model.
 * Code that receives events takes either kind: it reads them through the Protocols
@@ -55,7 +57,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from msgspec import Meta
-from msgspec.structs import force_setattr
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -496,43 +497,6 @@ class DonationChangeStruct(
 
 _Struct = CallOutcomeStruct | ConsentChangeStruct | EmailEngagementStruct | DonationChangeStruct
 _FAST_DECODE = msgspec.json.Decoder(_Struct).decode
-
-
-def _instant(text: object) -> datetime:
-    """A timestamp's text as pydantic reads it, or ValueError."""
-    if not isinstance(text, str) or _FAST_TS_FORM(text) is None:
-        raise ValueError("not in the form pydantic reads")
-    when = datetime.fromisoformat(text)  # ValueError for a form it does not read
-    # an offset is under a day: a local year strictly inside is inside as an instant, and the
-    # comparison across time zones (about 1 µs) is left to the years at the edges
-    if not 1970 < when.year < 2199 and not TIMESTAMP_MIN <= when < TIMESTAMP_MAX:
-        raise ValueError(_RANGE_TEXT)
-    return when
-
-
-def parse_event(data: bytes | str, *, key: str | None = None) -> Event:
-    """Decode and validate one input event; check it against the Kafka ``key`` when given.
-
-    Tries the msgspec Structs first, and on any refusal :func:`parse_event_pydantic`, so the
-    result is an event with equal field values (or the same error) either way; what differs
-    is the class (a Struct or a model), the timestamps' ``tzinfo`` class (``timezone`` or
-    pydantic's ``TzInfo``: the same offsets) and :func:`encode_event`'s bytes. Raises
-    :class:`InvalidEvent` whose message starts with the offending field.
-    """
-    try:
-        if isinstance(data, bytes) and not data.isascii():
-            data.decode("utf-8")  # msgspec does not check the strings of skipped fields
-        event: _Struct = _FAST_DECODE(data)
-        force_setattr(event, "occurred_at", _instant(event.occurred_at))
-        if event.type == "donation_change":
-            force_setattr(event, "mandate_started_at", _instant(event.mandate_started_at))
-        if event.supporter_timezone is not None:
-            _known_zone(event.supporter_timezone)
-    except Exception:  # noqa: BLE001 (any refusal, even unforeseen: pydantic decides)
-        return parse_event_pydantic(data, key=key)
-    if key is not None and key != event.supporter_id:
-        raise _key_mismatch(event.supporter_id, key)
-    return event
 
 
 def parse_event_pydantic(

@@ -64,6 +64,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
@@ -83,6 +84,7 @@ from relmon.domain import (
     parse_event,
 )
 from relmon.domain.batch import EventTime
+from relmon.domain.decoding import LineDecoder
 from relmon.domain.events import Event as Event  # re-exported: the replay modules import it here
 from relmon.domain.events import encode_event
 from relmon.domain.rules import instant
@@ -558,6 +560,19 @@ class EventTimeMerge:
             return streams[0]
         return heapq.merge(*streams)
 
+    def runs(self) -> Iterator[list[Item]]:
+        """The merged items, as :meth:`__iter__` gives them, in runs of consecutive items: a
+        replay takes them a run at a time, one step of Python a run instead of an item. An
+        input streamed alone comes in its decoder's runs (about a MiB of lines each)."""
+        if len(self.in_order) != len(self.paths):
+            self.check()
+        if self.in_order == [True]:
+            yield from self._runs(0)
+            return
+        items = iter(self)
+        while run := list(islice(items, 4096)):
+            yield run
+
     def _lines(self, index: int) -> Iterator[tuple[int, bytes, Event]]:
         """(line number, bytes, event) of each valid line of one input, in file order."""
         path = self.paths[index]
@@ -580,61 +595,45 @@ class EventTimeMerge:
             raise InputFileError(f"{path}: read failed: {exc.strerror or exc}") from None
 
     def _stream(self, index: int) -> Iterator[Item]:
-        """An input in time order, streamed; events of one instant sorted among themselves.
+        """An input in time order, streamed; events of one instant sorted among themselves."""
+        for run in self._runs(index):
+            yield from run
 
-        :meth:`_lines` inlined (one generator a line instead of two, locals for the
-        counters, handed on a MiB at a time and at the end): the same lines, errors and
-        counts.
+    def _runs(self, index: int) -> Iterator[list[Item]]:
+        """:meth:`_stream`'s items, a run at a time.
+
+        The lines are read a MiB at a time and decoded by the compiled
+        :class:`~relmon.domain.decoding.LineDecoder`; the bad lines go to ``on_bad`` and
+        the counts (for the progress bar) are brought up to date after each run.
         """
         path = self.paths[index]
-        on_bad, parse = self.on_bad, parse_event
-        group: list[Item] = []
-        at = -1e300
+        decoder = LineDecoder(index)
         lines = blank = read = 0
         try:
             with path.open("rb") as handle:
-                for number, line in enumerate(handle, start=1):
-                    lines += 1
-                    read += len(line)
-                    line = line.rstrip(b"\r\n")
-                    try:
-                        event = parse(line)
-                    except InvalidEvent as exc:
-                        if line.strip():
-                            on_bad(index, number, line, exc)
-                        else:
-                            blank += 1
-                        continue
-                    t = instant(event.occurred_at)
-                    if t != at:
-                        if t < at:
-                            if self.trusted:
-                                raise StepBack(index, number)
-                            raise OutOfOrderError(
-                                f"{path} line {number}: goes back in time although the order "
-                                "check found the file in time order: was it changed meanwhile?"
-                            )
-                        if read >= 1 << 20:  # the counts, for the progress bar, a MiB at a time
-                            self.lines += lines
-                            self.blank += blank
-                            self.bytes_read += read
-                            lines = blank = read = 0
-                        if len(group) == 1:  # most instants hold one event
-                            yield group[0]
-                        elif group:
-                            group.sort()
-                            yield from group
-                        group.clear()  # (yielded items are tuples: the list is ours)
-                        at = t
-                    group.append((t, event.event_id, line, index, number, event))
+                while run := handle.readlines(1 << 20):
+                    ready = decoder.feed(run)
+                    self.lines += decoder.lines - lines
+                    self.blank += decoder.blank - blank
+                    self.bytes_read += decoder.bytes_read - read
+                    lines, blank, read = decoder.lines, decoder.blank, decoder.bytes_read
+                    for number, line, exc in decoder.bad:
+                        self.on_bad(index, number, line, exc)
+                    decoder.bad.clear()
+                    if decoder.back:
+                        if self.trusted:
+                            raise StepBack(index, decoder.back)
+                        raise OutOfOrderError(
+                            f"{path} line {decoder.back}: goes back in time although the order "
+                            "check found the file in time order: was it changed meanwhile?"
+                        )
+                    if ready:
+                        yield ready
         except OSError as exc:
             raise InputFileError(f"{path}: read failed: {exc.strerror or exc}") from None
-        self.lines += lines
-        self.blank += blank
-        self.bytes_read += read
-        if len(group) > 1:
-            group.sort()
-        yield from group
+        last = decoder.finish()
+        if last:
+            yield last
 
     def _sorted(self, index: int) -> Iterator[Item]:
         """An input out of time order: read whole (bytes and key, not the parsed events), sort,
@@ -799,9 +798,9 @@ class Session:
         if self.other is not None:
             self.other.apply_at(event, t)
 
-    def apply_merged(self, items: Iterable[Item], tick: Callable[[], object]) -> None:
-        """Apply the merged input lines of a file replay, in their order; ``tick()`` every
-        4,096 lines (the progress bar).
+    def apply_merged(self, runs: Iterable[list[Item]], tick: Callable[[], object]) -> None:
+        """Apply the merged input lines of a file replay, in their order, given in runs
+        (:meth:`EventTimeMerge.runs`); ``tick()`` after each run (the progress bar).
 
         The items are applied :data:`CHUNK` at a time, supporter by supporter
         (:meth:`Replayer.apply_chunk`), by each engine (the what-if's too).
@@ -814,13 +813,12 @@ class Session:
                 self.other.apply_chunk(chunk)
 
         chunk: list[Item] = []
-        for count, item in enumerate(items, start=1):
-            chunk.append(item)
-            if len(chunk) == CHUNK:
-                apply(chunk)
-                chunk = []
-            if count & 4095 == 0:
-                tick()
+        for run in runs:
+            chunk += run
+            while len(chunk) >= CHUNK:
+                apply(chunk[:CHUNK])
+                del chunk[:CHUNK]
+            tick()
         apply(chunk)
 
     def bad_line(self, index: int, number: int, raw: bytes, exc: InvalidEvent) -> None:
@@ -1018,7 +1016,7 @@ def _replay_merged(
                     bar.update(merge.bytes_read - shown)
                     shown = merge.bytes_read
 
-            session.apply_merged(merge, tick)
+            session.apply_merged(merge.runs(), tick)
             bar.update(merge.bytes_read - shown)
         stats = session.primary.stats
         stats.lines, stats.blank = merge.lines, merge.blank
