@@ -228,8 +228,8 @@ def test_late_events_are_dead_letters_and_counted_apart(
         def __getattr__(self, name: str) -> Any:
             return getattr(self.clock, name)
 
-        def apply_chunk(self, items: Any, see: Any) -> Any:
-            done = self.clock.apply_chunk(items, see)
+        def apply_chunk(self, items: Any, *hooks: Any) -> Any:
+            done = self.clock.apply_chunk(items, *hooks)
             done.late = [
                 (p, "older than the retention")
                 for p, item in enumerate(items)

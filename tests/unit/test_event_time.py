@@ -96,3 +96,15 @@ def test_a_late_item_says_why_and_changes_nothing() -> None:
     assert "can no longer change a decision" in reason
     state: SupporterState = clock.states["S-A"]
     assert state == without.states["S-A"]
+
+
+def test_the_hook_sees_only_the_types_it_asks_for_and_the_rest_are_counted() -> None:
+    """``see`` gets the items of ``see_types`` in order; every other item is counted by
+    type in ``skipped`` (what the report does with the e-mails it only counts)."""
+    events = _story()
+    seen: list[str] = []
+    done = EventTime(Engine(POLICY), {}).apply_chunk(
+        _items(events), lambda e, t: seen.append(e.event_id), frozenset({"call_outcome"})
+    )
+    assert seen == [e.event_id for e in events if e.type == "call_outcome"]
+    assert done.skipped == {"consent_change": 2, "email_engagement": 2}

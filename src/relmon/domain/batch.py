@@ -41,8 +41,8 @@ def _first(pair: tuple[tuple[Any, ...], object]) -> tuple[Any, ...]:
 
 class Chunk:
     """What a chunk gave, in the one-by-one order: the records and alerts to emit, the late
-    events (their index in the chunk and the engine's reason), and how many supporters
-    were seen for the first time."""
+    events (their index in the chunk and the engine's reason), how many supporters were
+    seen for the first time, and the events not shown to the hook, counted by type."""
 
     def __init__(
         self,
@@ -50,11 +50,13 @@ class Chunk:
         alerts: list[Alert],
         late: list[tuple[int, str]],
         new_supporters: int,
+        skipped: dict[str, int],
     ) -> None:
         self.records = records
         self.alerts = alerts
         self.late = late
         self.new_supporters = new_supporters
+        self.skipped = skipped
 
 
 class EventTime:
@@ -89,10 +91,16 @@ class EventTime:
         after = due.next_at()
         self.next_due = NEVER if after is None else float(after)
 
-    def apply_chunk(self, items: Sequence[tuple[Any, ...]], see: EventHook | None) -> Chunk:
+    def apply_chunk(
+        self,
+        items: Sequence[tuple[Any, ...]],
+        see: EventHook | None,
+        see_types: frozenset[str] | None = None,
+    ) -> Chunk:
         """Apply merged items ``(t, ..., event)`` (the epoch second first, the event last), in
-        their order, supporter by supporter; ``see(event, t)`` for each item first, in order.
-        See the module docstring."""
+        their order, supporter by supporter; ``see(event, t)`` first for each item whose
+        type is in ``see_types`` (None: every type), in order, the others counted by type
+        (:attr:`Chunk.skipped`). See the module docstring."""
         states, engine = self.states, self.engine  # engine.apply: a direct call, compiled
         moves: list[int] = []  # the items that move the watermark (expiries come first)
         move_t: list[int] = []  # their epoch seconds
@@ -100,6 +108,7 @@ class EventTime:
         times: list[int] = []  # each item's epoch second
         events: list[Event] = []
         water = self.watermark
+        skipped: dict[str, int] = {}
         for i, item in enumerate(items):
             t = int(item[0])
             event: Event = item[-1]
@@ -109,8 +118,11 @@ class EventTime:
                 moves.append(i)
                 move_t.append(t)
                 water = t
-            if see is not None:
+            kind = event.type
+            if see is not None and (see_types is None or kind in see_types):
                 see(event, t)
+            else:
+                skipped[kind] = skipped.get(kind, 0) + 1
             sid = event.supporter_id
             where = by_sid.get(sid)
             if where is None:
@@ -164,7 +176,7 @@ class EventTime:
         late.sort()
         records.sort(key=_first)
         alerts.sort(key=_first)
-        return Chunk([r for _, r in records], [a for _, a in alerts], late, fresh)
+        return Chunk([r for _, r in records], [a for _, a in alerts], late, fresh, skipped)
 
     def _expire_moves(
         self,

@@ -100,11 +100,18 @@ class Observer(Protocol):
     """Sees every valid event (before the engine, with its epoch second ``t``), and every
     record and alert emitted.
 
-    An observer that needs no events says so with a class attribute ``ignores_events = True``
-    (its ``event`` is then never called: one call less an event).
+    ``event`` is called for the event types in ``event_types`` (None: every type; empty:
+    none); the events of the other types are only counted, by type, through ``skipped``
+    (a file replay calls it once a chunk). Most events of a replay are e-mails, which the
+    report only counts: one Python call less for each.
     """
 
+    @property
+    def event_types(self) -> frozenset[str] | None: ...
+
     def event(self, event: Event, t: int) -> None: ...
+
+    def skipped(self, counts: dict[str, int]) -> None: ...
 
     def records(self, records: list[SuppressionRecord]) -> None: ...
 
@@ -115,14 +122,18 @@ _NEVER = float("inf")  # no change by time alone is due
 CHUNK = 200_000  # items a file replay applies supporter by supporter (~1.2 KB each held)
 
 
-def _event_hook(observer: Observer | None) -> Callable[[Event, int], None] | None:
-    """What the replay calls for each event: the one observer that wants events, called
-    directly (not through :class:`Observers`), or None when none does."""
-    if observer is None or getattr(observer, "ignores_events", False):
-        return None
+def _event_hook(
+    observer: Observer | None,
+) -> tuple[Callable[[Event, int], None] | None, frozenset[str] | None]:
+    """What the replay calls for each event, and for which types: the one observer that
+    wants events, called directly (not through :class:`Observers`), or None when none
+    does."""
+    if observer is None:
+        return None, frozenset()
     if isinstance(observer, Observers):
         return observer.event_hook()
-    return observer.event
+    types = observer.event_types
+    return (None if types is not None and not types else observer.event), types
 
 
 @dataclass
@@ -178,7 +189,7 @@ class Replayer:
         self._late = dead if late is None else late
         self._clock = EventTime(self.engine, self.states)  # the watermark and the expiries
         self.observer = observer
-        self._see_event = _event_hook(observer)
+        self._see_event, self._see_types = _event_hook(observer)
         self.first_at: int | None = None  # earliest and latest valid event time
         self.last_at: int | None = None
         self.first_error: str | None = None
@@ -246,9 +257,11 @@ class Replayer:
         first = self.first_at
         if first is None or t < first:
             self.first_at = t
-        see = self._see_event
-        if see is not None:
+        see, observer = self._see_event, self.observer
+        if see is not None and (self._see_types is None or event.type in self._see_types):
             see(event, t)
+        elif observer is not None:
+            observer.skipped({event.type: 1})
         sid = event.supporter_id
         states = self.states
         state = states.get(sid)
@@ -280,7 +293,9 @@ class Replayer:
         if not chunk:
             return
         stats, clock = self.stats, self._clock
-        done = clock.apply_chunk(chunk, self._see_event)
+        done = clock.apply_chunk(chunk, self._see_event, self._see_types)
+        if done.skipped and self.observer is not None:
+            self.observer.skipped(done.skipped)
         stats.valid += len(chunk)
         stats.applied += len(chunk) - len(done.late)
         stats.supporters += done.new_supporters
@@ -667,20 +682,34 @@ class Observers:
 
     def __init__(self, *observers: Observer) -> None:
         self.observers = observers
-        # an observer whose ``event`` is a no-op (``ignores_events = True``) is not called:
-        # one call less an event for the what-if tally
-        self._events = [o.event for o in observers if not getattr(o, "ignores_events", False)]
+        # the observers that want some events (the what-if tally wants none)
+        self._wanting = [o for o in observers if o.event_types is None or o.event_types]
+        kinds = [o.event_types for o in self._wanting]
+        self.event_types: frozenset[str] | None = (
+            None if None in kinds else frozenset().union(*(k for k in kinds if k is not None))
+        )
 
     def event(self, event: Event, t: int) -> None:
-        for see in self._events:
-            see(event, t)
+        for o in self._wanting:
+            if o.event_types is None or event.type in o.event_types:
+                o.event(event, t)
+            else:
+                o.skipped({event.type: 1})
 
-    def event_hook(self) -> Callable[[Event, int], None] | None:
-        """The one observer's ``event`` when only one wants events (the report's, in a
-        replay), else :meth:`event`; None when none does."""
-        if not self._events:
-            return None
-        return self._events[0] if len(self._events) == 1 else self.event
+    def skipped(self, counts: dict[str, int]) -> None:
+        for o in self.observers:
+            o.skipped(counts)
+
+    def event_hook(
+        self,
+    ) -> tuple[Callable[[Event, int], None] | None, frozenset[str] | None]:
+        """The one observer's ``event`` and types when only one wants events (the
+        report's, in a replay), else :meth:`event` and the union; None when none does."""
+        if not self._wanting:
+            return None, frozenset()
+        if len(self._wanting) == 1:
+            return self._wanting[0].event, self._wanting[0].event_types
+        return self.event, self.event_types
 
     def records(self, records: list[SuppressionRecord]) -> None:
         for o in self.observers:

@@ -145,13 +145,14 @@ class Analysis:
 
     # -- observing ---------------------------------------------------------------------
 
+    # the events whose details the report needs; the replay only counts the others (skipped)
+    event_types: frozenset[str] | None = frozenset({"call_outcome", "donation_change"})
+
     def event(self, event: Event, t: int) -> None:
-        """Note one valid event at its epoch second ``t``; called for every event of a
-        replay, so an e-mail (most of them) is counted and nothing more."""
+        """Note one valid event at its epoch second ``t`` (a call or a donation change, in a
+        replay: :attr:`event_types`; any other is counted and nothing more)."""
         kind = event.type
         self.types[kind] += 1
-        if kind == "email_engagement":  # most events: nothing more to note
-            return
         if event.type == "call_outcome":
             if event.direction == "outbound":
                 if self.first_call is None or t < self.first_call:
@@ -189,6 +190,10 @@ class Analysis:
                 ev.action, ev.frequency, ev.amount_cents_before, ev.amount_cents_after
             )
             self.churns[sid].append(Churn(t, ev.event_id, lost))
+
+    def skipped(self, counts: dict[str, int]) -> None:
+        """Count the events of the types the replay does not show :meth:`event`."""
+        self.types.update(counts)
 
     def records(self, records: list[SuppressionRecord]) -> None:
         started, opened = self.started, self._open

@@ -40,9 +40,12 @@ class Tally:
     blocked: set[str] = field(default_factory=set)  # call event ids
     churns: list[tuple[str, int, int]] = field(default_factory=list)  # sid, t, monthly lost
     record_count: int = 0
-    ignores_events: ClassVar[bool] = True  # Observers need not call event()
+    event_types: ClassVar[frozenset[str]] = frozenset()  # no event: only its outputs
 
     def event(self, event: Event, t: int) -> None:
+        return None
+
+    def skipped(self, counts: dict[str, int]) -> None:
         return None
 
     def records(self, records: list[SuppressionRecord]) -> None:
