@@ -41,9 +41,10 @@ Supporter by supporter. The merged events are applied :data:`CHUNK` at a time, e
 supporter's events of the chunk together (:meth:`Replayer.apply_chunk`): a supporter's state
 then stays in the CPU's caches from one of its events to the next. On a simulated year
 (23,000 supporters, a million events) the engine alone took 4.8-5.3 s instead of 6.9-7.2 s
-in time order (chunks of 100,000), at the price of the chunk held in memory (BENCHMARKS.md
-has the whole replay's figures). Each
-supporter sees its events, and its expiries, exactly as in the one-by-one order above, and
+in time order (chunks of 100,000), at the price of the chunk held in memory; chunks of
+300,000 made the whole replay another 4 % faster than 200,000 for 115 MB more (BENCHMARKS.md
+has the figures). The driver is :class:`relmon.domain.batch.EventTime`. Each supporter sees
+its events, and its expiries, exactly as in the one-by-one order above, and
 every output is emitted in that order: the files are byte-identical
 (``tests/component/test_replay_chunks.py``).
 
@@ -119,7 +120,7 @@ class Observer(Protocol):
 
 
 _NEVER = float("inf")  # no change by time alone is due
-CHUNK = 200_000  # items a file replay applies supporter by supporter (~1.2 KB each held)
+CHUNK = 300_000  # items a file replay applies supporter by supporter (~1.2 KB each held)
 
 
 def _event_hook(
