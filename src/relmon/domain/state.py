@@ -53,6 +53,7 @@ class SupporterState:
     __slots__ = (
         "_consent",
         "_eids",
+        "_eids_bits",
         "_eids_new",
         "_f_fold",
         "_fatigue",
@@ -101,6 +102,7 @@ class SupporterState:
         # relmon.domain.state: the event ids of the retained facts (duplicates)
         self._eids: frozenset[str] | None = None
         self._eids_new: tuple[str, ...] = ()  # ids added since the set was made
+        self._eids_bits = 0  # bit hash(id) % 32 of each id in _eids_new: most misses, no scan
         # relmon.domain.scoring: fatigue items (a FatigueCache), the score folds (Fold)
         self._fatigue: Any = None
         self._f_fold: Any = None
@@ -145,6 +147,7 @@ class SupporterState:
         # the id set and the ids added since are shared: neither is ever changed
         self._eids = source._eids
         self._eids_new = source._eids_new
+        self._eids_bits = source._eids_bits
 
     def fact_lists(self) -> tuple[list[Any], ...]:
         return (
@@ -163,13 +166,17 @@ class SupporterState:
         The id set answers "no" exactly and fast (most events are new). It may still hold
         the ids of facts forgotten since it was made (the engine drops old facts without
         remaking it: that cost O(facts) about every third event of a long replay), so a
-        "yes", which is rare (a redelivered event), is confirmed against the facts.
+        "yes", which is rare (a redelivered event), is confirmed against the facts. The ids
+        added since the set was made are looked through only when the id's bit is set in
+        ``_eids_bits`` (one bit an id, by hash): most new ids skip that scan.
         """
         eids = self._eids
         if eids is None:
             eids = self._eids = self.event_ids()
-            self._eids_new = ()
-        if event_id in eids or event_id in self._eids_new:
+            self._eids_new, self._eids_bits = (), 0
+        if event_id in eids or (
+            self._eids_bits >> (hash(event_id) & 31) & 1 and event_id in self._eids_new
+        ):
             return any(fact.eid == event_id for facts in self.fact_lists() for fact in facts)
         return False
 
@@ -192,11 +199,12 @@ class SupporterState:
         added = self._eids_new + (event_id,)  # noqa: RUF005 (compiled: one concat, no list)
         if len(added) < FOLD_IDS:
             self._eids_new = added
+            self._eids_bits |= 1 << (hash(event_id) & 31)
         elif len(self._eids) > 2 * sum(map(len, self.fact_lists())) + 4 * FOLD_IDS:
-            self._eids, self._eids_new = None, ()
+            self._eids, self._eids_new, self._eids_bits = None, (), 0
         else:
             self._eids = self._eids.union(added)
-            self._eids_new = ()
+            self._eids_new, self._eids_bits = (), 0
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SupporterState):
