@@ -7,7 +7,9 @@ at or before the new watermark is re-decided at exactly its ``wake``
 (:func:`relmon.domain.expiry.expire_due`), across supporters in time order
 (:class:`~relmon.domain.expiry.WakeQueue`). :class:`EventTime` does this either way:
 
-* :meth:`EventTime.apply_at`, one event at a time (the Kafka replay, the live what-if);
+* one event at a time: :meth:`EventTime.expire_until` before an event that moves the
+  watermark, :meth:`EventTime.note` of the supporter's new ``wake`` after it (what
+  ``Replayer.apply_at`` does for the Kafka replay);
 * :meth:`EventTime.apply_chunk`, a run of events in that order applied supporter by
   supporter: each supporter's events keep their order and its expiries happen at the same
   moments, so every state, record and alert is the same; each output carries its place

@@ -101,10 +101,12 @@ class Observer(Protocol):
     """Sees every valid event (before the engine, with its epoch second ``t``), and every
     record and alert emitted.
 
-    ``event`` is called for the event types in ``event_types`` (None: every type; empty:
-    none); the events of the other types are only counted, by type, through ``skipped``
-    (a file replay calls it once a chunk). Most events of a replay are e-mails, which the
-    report only counts: one Python call less for each.
+    ``event`` is called at least for the event types in ``event_types`` (None: every type;
+    empty: none), and must count any other it is given; the events it is not given are
+    counted, by type, through ``skipped``. A file replay gives ``event`` only those types
+    and calls ``skipped`` once a chunk (most events of a replay are e-mails, which the
+    report only counts: one Python call less for each); :meth:`Replayer.apply_at` gives
+    every event to an observer that wants any.
     """
 
     @property
@@ -258,11 +260,11 @@ class Replayer:
         first = self.first_at
         if first is None or t < first:
             self.first_at = t
-        see, observer = self._see_event, self.observer
-        if see is not None and (self._see_types is None or event.type in self._see_types):
+        see = self._see_event
+        if see is not None:  # one at a time, every event: cheaper than counting it apart
             see(event, t)
-        elif observer is not None:
-            observer.skipped({event.type: 1})
+        elif self.observer is not None:
+            self.observer.skipped({event.type: 1})
         sid = event.supporter_id
         states = self.states
         state = states.get(sid)

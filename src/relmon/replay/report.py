@@ -149,10 +149,13 @@ class Analysis:
     event_types: frozenset[str] | None = frozenset({"call_outcome", "donation_change"})
 
     def event(self, event: Event, t: int) -> None:
-        """Note one valid event at its epoch second ``t`` (a call or a donation change, in a
-        replay: :attr:`event_types`; any other is counted and nothing more)."""
+        """Note one valid event at its epoch second ``t``: a call or a donation change (a
+        file replay gives only those: :attr:`event_types`); any other is counted and
+        nothing more."""
         kind = event.type
         self.types[kind] += 1
+        if kind == "email_engagement":  # most events (given one at a time): nothing more
+            return
         if event.type == "call_outcome":
             if event.direction == "outbound":
                 if self.first_call is None or t < self.first_call:
