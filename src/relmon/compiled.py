@@ -1,7 +1,8 @@
 """The engine compiled with mypyc, or the pure-Python engine: which one runs, and building it.
 
 The modules of ``relmon.domain`` listed in :data:`MODULES` (the engine: state, updates,
-scores, decisions, alerts, calling windows) are plain, strictly typed Python. ``make
+scores, decisions, alerts, calling windows; the decoding of input events around msgspec;
+the replays' event-time driver) are plain, strictly typed Python. ``make
 compile`` (which ``make run``, ``make test`` and ``make bench`` call) compiles them with
 mypyc into C extensions next to their sources: the same code, decode + apply about 1.6
 times as fast per event on a simulated year (BENCHMARKS.md, issue 12). The Python sources
@@ -39,7 +40,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-# The compiled modules: the per-event engine and everything it calls. Left out: events.py,
+# The compiled modules: the per-event engine and everything it calls, the decoder and the
+# replays' driver that call it once an event. Left out: events.py,
 # outputs.py and policy.py (pydantic models, which mypyc cannot compile) and __init__.py.
 MODULES = (
     "alerts",
