@@ -85,6 +85,7 @@ from relmon.domain import (
     parse_event,
 )
 from relmon.domain.batch import EventTime
+from relmon.domain.decoding import Item as Item  # re-exported: the merge item, as the tests name it
 from relmon.domain.decoding import LineDecoder
 from relmon.domain.events import Event as Event  # re-exported: the replay modules import it here
 from relmon.domain.events import encode_event
@@ -121,7 +122,7 @@ class Observer(Protocol):
     def alerts(self, alerts: list[Alert]) -> None: ...
 
 
-_NEVER = float("inf")  # no change by time alone is due
+_NEVER = float("inf")  # before any time: the order check starts at -_NEVER
 CHUNK = 300_000  # items a file replay applies supporter by supporter (~1.2 KB each held)
 
 
@@ -441,14 +442,6 @@ def read_lines(path: Path) -> Iterable[bytes]:
             yield line.rstrip(b"\r\n")
 
 
-# One valid event of an input, as merged: the sort key (instant, event_id, raw bytes), then
-# the input's index and the line number (which only separate byte-identical lines), then the
-# event. Tuples compare element by element, so the event itself is never compared. The
-# instant is ``occurred_at.timestamp()`` (as :func:`relmon.domain.rules.instant` computes
-# it): a float keeps every microsecond of an epoch-second time apart (its spacing there is
-# below 0.25 µs) and compares far faster than datetimes; ``int()`` of it is the epoch second
-# the engine takes.
-Item = tuple[float, str, bytes, int, int, Event]
 BadLine = Callable[[int, int, bytes, InvalidEvent], None]
 
 
