@@ -14,7 +14,10 @@ takes at most twice the plain decoding), and for reference ``parse_event`` alone
 (d) ``relmon replay --input FILE --out DIR --no-progress`` as a whole process (a fresh
     interpreter: imports, the merge, every output file written and the report made),
     against (a) ``json.loads`` of the same file in this run (issue 12's target:
-    a_time / d_time >= 0.25, stretch 0.5);
+    a_time / d_time >= 0.25, stretch 0.5). It runs with its default ``--jobs`` (the CPUs
+    available, at most 4: split by supporter over that many processes), then with
+    ``--jobs 1`` (one process), side by side; with each, the CPU time of all its
+    processes, so that what the second CPU buys is plain;
 (e) decode + validate + apply per event: ``parse_event`` then ``Engine.apply`` on the
     in-memory state, each event timed alone; the median and p90 in µs over the file's mix.
 
@@ -31,6 +34,8 @@ import gc
 import json
 import os
 import random
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,6 +51,7 @@ import orjson
 
 from relmon.domain import ENGINE, Engine, SupporterState, default_policy, parse_event
 from relmon.replay.file_replay import Replayer, fewer_gc_passes
+from relmon.replay.sharded import default_jobs
 
 ZONE = ZoneInfo("Europe/Amsterdam")
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -175,16 +181,22 @@ def time_replay(lines: list[bytes]) -> tuple[float, Replayer]:
         return time.perf_counter() - started, replayer
 
 
-def time_process(path: Path, out: Path) -> float:
-    """Wall time of ``relmon replay`` over ``path`` as its own process."""
+def time_process(path: Path, out: Path, *jobs: str) -> tuple[float, float]:
+    """Wall time and CPU time (user and system, of every process it ran) of
+    ``relmon replay`` over ``path`` as its own process; ``jobs``: ``--jobs N`` or nothing."""
     relmon = Path(sys.executable).with_name("relmon")
+    shutil.rmtree(out, ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
-        [str(relmon), "replay", "--input", str(path), "--out", str(out), "--no-progress"],
+        [str(relmon), "replay", "--input", str(path), "--out", str(out), "--no-progress", *jobs],
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu
 
 
 def per_event_us(lines: list[bytes]) -> list[float]:
@@ -221,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         lines = path.read_bytes().splitlines()
         gc.collect()
         whole_plain = time_plain(path.read_bytes().splitlines())
-        process = time_process(path, Path(tmp) / "out")
+        process, process_cpu = time_process(path, Path(tmp) / "out")
+        single, single_cpu = time_process(path, Path(tmp) / "out", "--jobs", "1")
     size = sum(len(line) for line in lines) / max(len(lines), 1)
     parse_event(lines[0])  # warm up imports and the validator
     gc.collect()
@@ -243,10 +256,18 @@ def main(argv: list[str] | None = None) -> int:
         f"replay output: {s.records:,} records, {s.alerts:,} alerts, {s.dead_letters:,} dead "
         f"letters, {s.supporters:,} supporters"
     )
-    print("(d) relmon replay as a whole process (outputs and report written):")
+    print(
+        f"(d) relmon replay as a whole process (outputs and report written), default "
+        f"--jobs {default_jobs()}:"
+    )
     print(f"                                 {process:7.2f} s  {n / process:>10,.0f} events/s")
+    print(f"    CPU time of its processes:   {process_cpu:7.2f} s")
     print(f"    json.loads of the same file: {whole_plain:7.2f} s")
     print(f"ratio a_time / d_time: {whole_plain / process:.3f}  (goal >= 0.25, stretch 0.5)")
+    print("(d1) the same with --jobs 1 (one process):")
+    print(f"                                 {single:7.2f} s  {n / single:>10,.0f} events/s")
+    print(f"    CPU time:                    {single_cpu:7.2f} s")
+    print(f"ratio a_time / d1_time: {whole_plain / single:.3f}")
     gc.collect()
     costs = per_event_us(lines)
     deciles = statistics.quantiles(costs, n=10)

@@ -31,7 +31,7 @@ OUTPUTS = (
 
 
 def _one_by_one(
-    self: Replayer, chunk: Sequence[Item], sources: Sequence[str] | None = None
+    self: Replayer, chunk: Sequence[Item], sources: Sequence[str] | None = None, **_: object
 ) -> None:
     """The reference: each item applied alone, in merge order."""
     for at, _, raw, index, number, event in chunk:
@@ -41,9 +41,9 @@ def _one_by_one(
             self.apply_at(event, int(at), raw, number, sources[index])
 
 
-def _replay(out: Path, source: Path, *extra: str) -> dict[str, bytes]:
+def _replay(out: Path, source: Path, *extra: str, jobs: int = 1) -> dict[str, bytes]:
     args = ["replay", "--input", str(source), "--out", str(out), "--no-progress", *extra]
-    assert main(args) == 0
+    assert main([*args, "--jobs", str(jobs)]) == 0
     return {name: (out / name).read_bytes() for name in OUTPUTS}
 
 
@@ -56,31 +56,62 @@ def year(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 500, 10**7])
-def test_supporter_by_supporter_equals_one_by_one(
-    year: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
-) -> None:
-    """Every output file of the simulated year, and of each golden case, is byte-identical
-    whatever the chunk size, to the replay that applies one item at a time."""
+@pytest.fixture(scope="module")
+def one_by_one(
+    year: Path, tmp_path_factory: pytest.TempPathFactory
+) -> list[tuple[Path, dict[str, bytes]]]:
+    """The simulated year and each golden case (as plain JSON lines), with the outputs of
+    the replay that applies one item at a time, in one process."""
+    folder = tmp_path_factory.mktemp("one-by-one")
     sources = [year]
     for case in GOLDEN:  # the replay reads plain JSON lines
-        plain = tmp_path / case.name.removesuffix(".gz")
+        plain = folder / case.name.removesuffix(".gz")
         plain.write_bytes(
             gzip.decompress(case.read_bytes()) if case.suffix == ".gz" else case.read_bytes()
         )
         sources.append(plain)
     assert len(sources) >= 5
-    expected = {}
-    with monkeypatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Replayer, "apply_chunk", _one_by_one)
-        for n, source in enumerate(sources):
-            expected[n] = _replay(tmp_path / f"one-{n}", source)
+        cases = [(s, _replay(folder / f"one-{n}", s)) for n, s in enumerate(sources)]
+    assert cases[0][1]["suppressions.jsonl"].count(b"\n") > 100
+    return cases
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 500, 10**7])
+def test_supporter_by_supporter_equals_one_by_one(
+    one_by_one: list[tuple[Path, dict[str, bytes]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int,
+) -> None:
+    """Every output file of the simulated year, and of each golden case, is byte-identical
+    whatever the chunk size, to the replay that applies one item at a time."""
     monkeypatch.setattr(file_replay, "CHUNK", chunk)
-    for n, source in enumerate(sources):
+    for n, (source, expected) in enumerate(one_by_one):
         got = _replay(tmp_path / f"chunk-{n}", source)
         for name in OUTPUTS:
-            assert got[name] == expected[n][name], (source.name, name)
-    assert expected[0]["suppressions.jsonl"].count(b"\n") > 100
+            assert got[name] == expected[name], (source.name, name)
+
+
+@pytest.mark.parametrize(("jobs", "chunk"), [(2, 7), (2, 10**7), (3, 500)])
+def test_split_by_supporter_over_processes_equals_one_by_one(
+    one_by_one: list[tuple[Path, dict[str, bytes]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    jobs: int,
+    chunk: int,
+) -> None:
+    """``--jobs N`` (relmon.replay.sharded): N processes, each replaying its supporters'
+    events, merged by this one. Every output file, the report's HTML included, is
+    byte-identical to the one-by-one replay in one process: expiries that one process
+    applies at another supporter's event, the end of the replay, bad lines and late
+    events, duplicates across inputs, chunk boundaries anywhere."""
+    monkeypatch.setattr(file_replay, "CHUNK", chunk)
+    for n, (source, expected) in enumerate(one_by_one):
+        got = _replay(tmp_path / f"jobs-{n}", source, jobs=jobs)
+        for name in OUTPUTS:
+            assert got[name] == expected[name], (source.name, name, jobs)
 
 
 def test_the_what_if_engine_too(

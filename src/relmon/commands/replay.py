@@ -122,11 +122,30 @@ def register(sub: Any) -> None:
     )
     kafka.add_argument("--prefix", help="topic name prefix (default: RELMON_TOPIC_PREFIX)")
     parser.add_argument(
+        "--jobs",
+        metavar="N",
+        type=_jobs,
+        default=None,
+        help="processes for a file replay, split by supporter (the same files whatever N; "
+        "default: the CPUs available, at most 4; 1: all in this process). A what-if "
+        "(--compare-policy) and --from-kafka run in one process",
+    )
+    parser.add_argument(
         "--no-progress",
         action="store_true",
         help="no progress bar (it is shown only when stderr is a terminal anyway)",
     )
     parser.set_defaults(handler=run)
+
+
+def _jobs(text: str) -> int:
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= jobs <= 64:
+        raise argparse.ArgumentTypeError(f"{jobs} is out of range: give 1 to 64")
+    return jobs
 
 
 def policy_choice(letter: str, path: str | None) -> PolicyChoice:
@@ -148,8 +167,16 @@ def run(args: argparse.Namespace) -> int:
         if kafka_only:
             flags = ", ".join(f"--{f}" for f in kafka_only)
             raise ConfigError(f"{flags} only apply with --from-kafka")
+        from relmon.replay.sharded import default_jobs
+
         stats = replay_file(
-            args.input, args.out, primary, progress=progress, compare=compare, outcomes=outcomes
+            args.input,
+            args.out,
+            primary,
+            progress=progress,
+            compare=compare,
+            outcomes=outcomes,
+            jobs=default_jobs() if args.jobs is None else args.jobs,
         )
     print(summary(stats, args.out))
     if outcomes:

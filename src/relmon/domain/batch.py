@@ -59,6 +59,9 @@ class Chunk:
         self.late = late
         self.new_supporters = new_supporters
         self.skipped = skipped
+        # with ``keyed``: each record's and alert's merge key (see merge_key)
+        self.record_keys: list[tuple[Any, ...]] = []
+        self.alert_keys: list[tuple[Any, ...]] = []
 
 
 class EventTime:
@@ -93,16 +96,39 @@ class EventTime:
         after = due.next_at()
         self.next_due = NEVER if after is None else float(after)
 
+    def expire_keyed(self, t: int) -> list[tuple[tuple[Any, ...], SuppressionRecord]]:
+        """:meth:`expire_until` ``t``, each record with its merge key (:func:`expiry_key`):
+        the end of one part of a replay split by supporter, at the last time of all."""
+        states, engine, due = self.states, self.engine, self.due
+        out: list[tuple[tuple[Any, ...], SuppressionRecord]] = []
+        for wake, sid in due.pop_due(t, states_wake(states)):
+            for n, (_due, outcome) in enumerate(expire_due(engine, states[sid], wake)):
+                state = outcome.state
+                states[sid] = state
+                self.note(sid, state.wake)
+                for m, r in enumerate(outcome.records):
+                    out.append((expiry_key(wake, sid, n, m), r))
+        after = due.next_at()
+        self.next_due = NEVER if after is None else float(after)
+        if t > self.watermark:
+            self.watermark = t
+        return out
+
     def apply_chunk(
         self,
         items: Sequence[tuple[Any, ...]],
         see: EventHook | None,
         see_types: frozenset[str] | None = None,
+        keyed: bool = False,
     ) -> Chunk:
         """Apply merged items ``(t, ..., event)`` (the epoch second first, the event last), in
         their order, supporter by supporter; ``see(event, t)`` first for each item whose
         type is in ``see_types`` (None: every type), in order, the others counted by type
-        (:attr:`Chunk.skipped`). See the module docstring."""
+        (:attr:`Chunk.skipped`). See the module docstring.
+
+        ``keyed``: the items are file replay items (:data:`relmon.domain.decoding.Item`),
+        and each record and alert also gets its place in the one-by-one order of every
+        item (:func:`merge_key`), for a replay split by supporter."""
         states, engine = self.states, self.engine  # engine.apply: a direct call, compiled
         moves: list[int] = []  # the items that move the watermark (expiries come first)
         move_t: list[int] = []  # their epoch seconds
@@ -178,7 +204,11 @@ class EventTime:
         late.sort()
         records.sort(key=_first)
         alerts.sort(key=_first)
-        return Chunk([r for _, r in records], [a for _, a in alerts], late, fresh, skipped)
+        done = Chunk([r for _, r in records], [a for _, a in alerts], late, fresh, skipped)
+        if keyed:
+            done.record_keys = [_merge_key(items, k) for k, _ in records]
+            done.alert_keys = [(*items[k[0]][:5], *k[1:]) for k, _ in alerts]
+        return done
 
     def _expire_moves(
         self,
@@ -243,6 +273,28 @@ class EventTime:
             after = due.next_at()
             self.next_due = NEVER if after is None else float(after)
         return popped
+
+
+def _merge_key(items: Sequence[tuple[Any, ...]], key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The merge key of a record keyed in a chunk: ``(p, 1, k)``, the k-th record of item
+    ``p``, or ``(i, 0, wake, sid, n, m)``, an expiry at the watermark's move at item ``i``."""
+    if key[1] == 1:
+        return (*items[key[0]][:5], 1, key[2])
+    return expiry_key(key[2], key[3], key[4], key[5])
+
+
+def expiry_key(wake: int, sid: str, n: int, m: int) -> tuple[Any, ...]:
+    """Where an expiry's record goes among the outputs of a file replay, whatever the
+    supporters the process holds (a replay split by supporter merges its parts by these
+    keys; the m-th record of the n-th change of supporter ``sid`` at ``wake``).
+
+    An item's outputs go at its merge key ``(instant, event_id, line, input, number)``
+    then ``(1, k)``. The watermark reaches ``wake`` at the first item whose instant is at
+    or after it, and the expiries it passes come before that item, by (wake, supporter):
+    ``(wake, "", b"", ...)`` sorts after every earlier instant and before every item at
+    ``wake`` or later (an event id is never empty).
+    """
+    return (float(wake), "", b"", -1, 0, 0, sid, n, m)
 
 
 def states_wake(states: dict[str, SupporterState]) -> Callable[[str], int | None]:

@@ -84,9 +84,9 @@ from relmon.domain import (
     encode_record,
     parse_event,
 )
-from relmon.domain.batch import EventTime
+from relmon.domain.batch import Chunk, EventTime
 from relmon.domain.decoding import Item as Item  # re-exported: the merge item, as the tests name it
-from relmon.domain.decoding import LineDecoder
+from relmon.domain.decoding import LineDecoder, shard_of
 from relmon.domain.events import Event as Event  # re-exported: the replay modules import it here
 from relmon.domain.events import encode_event
 from relmon.domain.rules import instant
@@ -287,17 +287,20 @@ class Replayer:
         if alerts:
             self._emit_alerts(alerts)
 
-    def apply_chunk(self, chunk: Sequence[Item], sources: Sequence[str] | None = None) -> None:
+    def apply_chunk(
+        self, chunk: Sequence[Item], sources: Sequence[str] | None = None, *, keyed: bool = False
+    ) -> Chunk:
         """Apply a run of merged items (in merge order) supporter by supporter, and emit
         what they give in exactly the order, and with exactly the content, that
         :meth:`apply_at` gives applying them one by one (``sources``: the inputs' names,
         for late events' dead letters; None: no raw line is kept). The domain's
-        :meth:`~relmon.domain.batch.EventTime.apply_chunk` does the work, and says why.
+        :meth:`~relmon.domain.batch.EventTime.apply_chunk` does the work, and says why;
+        what it gave is returned (with ``keyed``, with the outputs' merge keys).
         """
-        if not chunk:
-            return
         stats, clock = self.stats, self._clock
-        done = clock.apply_chunk(chunk, self._see_event, self._see_types)
+        done = clock.apply_chunk(chunk, self._see_event, self._see_types, keyed)
+        if not chunk:
+            return done
         if done.skipped and self.observer is not None:
             self.observer.skipped(done.skipped)
         stats.valid += len(chunk)
@@ -317,6 +320,7 @@ class Replayer:
             self._emit_records(done.records)
         if done.alerts:
             self._emit_alerts(done.alerts)
+        return done
 
     def _emit_records(self, records: list[SuppressionRecord]) -> None:
         self.stats.records += len(records)
@@ -469,9 +473,13 @@ class EventTimeMerge:
     in line order within an input. ``lines`` and ``bytes_read`` grow as the inputs are read.
     """
 
-    def __init__(self, paths: Sequence[str | Path], on_bad: BadLine) -> None:
+    def __init__(
+        self, paths: Sequence[str | Path], on_bad: BadLine, shard: int = 0, shards: int = 1
+    ) -> None:
         self.paths = [Path(p) for p in paths]
         self.on_bad = on_bad
+        # only the lines of this shard (relmon.domain.decoding.shard_of); all are counted
+        self.shard, self.shards = shard, shards
         self.in_order: list[bool] = []
         self.trusted = False  # streamed inputs were not scanned: a step back raises StepBack
         self.sizes: list[int] = []
@@ -516,7 +524,7 @@ class EventTimeMerge:
     def sorting(self, index: int) -> EventTimeMerge:
         """A new merge of the same inputs, from the start, with input ``index`` read whole
         and sorted (after it raised :class:`StepBack`); the others as before."""
-        again = EventTimeMerge(self.paths, self.on_bad)
+        again = EventTimeMerge(self.paths, self.on_bad, self.shard, self.shards)
         again.trusted = self.trusted
         again.sizes = list(self.sizes)
         again.in_order = list(self.in_order)
@@ -587,12 +595,15 @@ class EventTimeMerge:
     def _lines(self, index: int) -> Iterator[tuple[int, bytes, Event]]:
         """(line number, bytes, event) of each valid line of one input, in file order."""
         path = self.paths[index]
+        shard, shards = self.shard, self.shards
         try:
             with path.open("rb") as handle:
                 for number, line in enumerate(handle, start=1):
                     self.lines += 1
                     self.bytes_read += len(line)
                     line = line.rstrip(b"\r\n")
+                    if shards > 1 and shard_of(line, shards) != shard:
+                        continue
                     try:
                         event = parse_event(line)
                     except InvalidEvent as exc:
@@ -618,7 +629,7 @@ class EventTimeMerge:
         the counts (for the progress bar) are brought up to date after each run.
         """
         path = self.paths[index]
-        decoder = LineDecoder(index)
+        decoder = LineDecoder(index, self.shard, self.shards)
         lines = blank = read = 0
         try:
             with path.open("rb") as handle:
@@ -956,11 +967,11 @@ def _looks_like_a_table(head: bytes) -> str | None:
     return None
 
 
-def no_valid_events(stats: ReplayStats, replayer: Replayer, source: str, out: Path) -> str:
+def no_valid_events(stats: ReplayStats, first_error: str | None, source: str, out: Path) -> str:
     """The message when a replay read lines but not one valid event."""
     return (
         f"{source}: none of the {stats.lines - stats.blank:,} non-blank lines is a valid event "
-        f"(first: {replayer.first_error}); the dead letters are in {out / 'dead_letters.jsonl'}"
+        f"(first: {first_error}); the dead letters are in {out / 'dead_letters.jsonl'}"
     )
 
 
@@ -972,18 +983,27 @@ def replay_file(
     progress: bool,
     compare: PolicyChoice | None = None,
     outcomes: list[WhatIf] | None = None,
+    jobs: int = 1,
 ) -> ReplayStats:
     """Replay one or more JSONL files, merged in event time, into ``out_dir``; see the
     module docstring.
 
     With ``compare``, the what-if rows (first the primary policy) are appended to
-    ``outcomes`` when given.
+    ``outcomes`` when given. With ``jobs`` > 1 and no ``compare``, the replay is split by
+    supporter over that many processes (:mod:`relmon.replay.sharded`): the same files.
     """
     paths = [Path(inputs)] if isinstance(inputs, str | Path) else [Path(p) for p in inputs]
     out = Path(out_dir)
     primary = policy if isinstance(policy, PolicyChoice) else PolicyChoice("A", policy)
     names = [str(p) for p in paths]
     source = ", ".join(names)
+    if jobs > 1 and compare is None:
+        from relmon.replay.sharded import replay_sharded
+
+        stats, first_error = replay_sharded(paths, out, primary, names, progress, jobs)
+        if stats.valid == 0 and stats.dead_letters:
+            raise InputFileError(no_valid_events(stats, first_error, source, out))
+        return stats
     started = time.perf_counter()
     merge = EventTimeMerge(paths, lambda *bad: None)
     merge.check(scan=False)  # before anything is written; inputs streamed on trust
@@ -1003,7 +1023,7 @@ def replay_file(
     if outcomes is not None:
         outcomes.extend(rows)
     if stats.valid == 0 and stats.dead_letters:
-        raise InputFileError(no_valid_events(stats, replayer, source, out))
+        raise InputFileError(no_valid_events(stats, replayer.first_error, source, out))
     return stats
 
 

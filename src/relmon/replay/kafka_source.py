@@ -288,5 +288,5 @@ def replay_kafka(
     if outcomes is not None:
         outcomes.extend(rows)
     if stats.valid == 0:
-        raise InputFileError(no_valid_events(stats, session.primary, source, out))
+        raise InputFileError(no_valid_events(stats, session.primary.first_error, source, out))
     return stats

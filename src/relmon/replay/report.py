@@ -80,6 +80,39 @@ class Churn(NamedTuple):
     lost: int
 
 
+# What the report reads of a record: (supporter, decided_at, ((code, until), ...)), epoch
+# seconds; and of an alert: (kind, partner, group, monthly cents lost, currency, purpose,
+# agent), see alert_view. Plain tuples: a replay split by supporter sends them between
+# processes (relmon.replay.sharded).
+RecordView = tuple[str, int, tuple[tuple[str, int | None], ...]]
+AlertView = tuple[str, str, str, int, str | None, str, str]
+
+
+def record_view(r: SuppressionRecord) -> RecordView:
+    """What :meth:`Analysis.records` reads of a record."""
+    reasons = tuple(
+        [(x.code, None if x.until is None else int(instant(x.until))) for x in r.reasons]
+    )
+    return (r.supporter_id, int(instant(r.decided_at)), reasons)
+
+
+def alert_view(a: Alert) -> AlertView:
+    """What :meth:`Analysis.alerts` reads of an alert: its kind; the partner of its call;
+    the group (a ``call_while_suppressed``'s first reason, a ``call_outside_window``'s
+    missed window: :func:`~relmon.replay.calling_report.outside_label`); and, for a
+    ``churn_after_contact``, the monthly amount lost, its currency (None without a
+    donation), the call's purpose and agent."""
+    kind, c = a.kind, a.contact
+    if kind == "call_while_suppressed":
+        return (kind, c.partner_id, a.reasons[0].code if a.reasons else "?", 0, None, "", "")
+    if kind == "churn_after_contact":
+        d = a.donation
+        lost, currency = (d.monthly_amount_lost_cents, d.currency) if d else (0, None)
+        agent = c.agent_id or "(no agent)"
+        return (kind, c.partner_id, "", lost, currency, c.campaign_purpose, agent)
+    return (kind, c.partner_id, outside_label(a), 0, None, "", "")  # call_outside_window
+
+
 class Rate(NamedTuple):
     """``churned`` of ``n`` (calls, or donor-windows for the baseline)."""
 
@@ -199,15 +232,14 @@ class Analysis:
         self.types.update(counts)
 
     def records(self, records: list[SuppressionRecord]) -> None:
+        self.record_views([record_view(r) for r in records])
+
+    def record_views(self, views: Iterable[RecordView]) -> None:
+        """:meth:`records`, given what it reads of each (:func:`record_view`)."""
         started, opened = self.started, self._open
-        for r in records:
-            sid = r.supporter_id
-            t = int(instant(r.decided_at))
+        for sid, t, reasons in views:
             if self.first_record is None:
                 self.first_record = t
-            reasons = tuple(
-                [(x.code, None if x.until is None else int(instant(x.until))) for x in r.reasons]
-            )
             before = opened.pop(sid, None)
             if before is None:  # nothing was in force: every reason starts
                 for code, _until in reasons:
@@ -222,28 +254,22 @@ class Analysis:
                 opened[sid] = (t, reasons)
 
     def alerts(self, alerts: list[Alert]) -> None:
-        for a in alerts:
-            self.alert_kinds[a.kind] += 1
-            if a.kind == "call_while_suppressed":
-                first = a.reasons[0].code if a.reasons else "?"
-                self.cws[(a.contact.partner_id, first)] += 1
-            elif a.kind == "churn_after_contact":
-                self._churn_alert(a)
-            elif a.kind == "call_outside_window":
-                self.outside[(a.contact.partner_id, outside_label(a))] += 1
+        self.alert_views([alert_view(a) for a in alerts])
 
-    def _churn_alert(self, a: Alert) -> None:
-        lost = a.donation.monthly_amount_lost_cents if a.donation else 0
-        if a.donation:
-            self.currencies[a.donation.currency] += 1
-        c = a.contact
-        self.cac.add(lost)
-        for key in (
-            ("partner", c.partner_id),
-            ("purpose", c.campaign_purpose),
-            ("agent", c.agent_id or "(no agent)"),
-        ):
-            self.cac_by[key].add(lost)
+    def alert_views(self, views: Iterable[AlertView]) -> None:
+        """:meth:`alerts`, given what it reads of each (:func:`alert_view`)."""
+        for kind, partner, group, lost, currency, purpose, agent in views:
+            self.alert_kinds[kind] += 1
+            if kind == "call_while_suppressed":
+                self.cws[(partner, group)] += 1
+            elif kind == "churn_after_contact":
+                if currency is not None:
+                    self.currencies[currency] += 1
+                self.cac.add(lost)
+                for key in (("partner", partner), ("purpose", purpose), ("agent", agent)):
+                    self.cac_by[key].add(lost)
+            elif kind == "call_outside_window":
+                self.outside[(partner, group)] += 1
 
     def finish(self, end: int) -> None:
         """Close what is still open at ``end`` (the last event time)."""

@@ -1,0 +1,452 @@
+"""A file replay split by supporter over several processes (``relmon replay --jobs N``).
+
+The engine keeps one state per supporter and no event touches two supporters, so a replay
+splits by supporter without changing a decision: each of N worker processes (forked) reads
+every input, decodes only the lines of its supporters
+(:func:`relmon.domain.decoding.shard_of`) and replays them exactly as a whole replay does
+(:class:`~relmon.replay.file_replay.Replayer`, chunk by chunk). This process then merges
+what they wrote into the same files, byte for byte, as one process would write.
+
+How the parts fit together again:
+
+* Each output carries its merge key: the key of the item that caused it, or, for an expiry,
+  where the watermark passes its time (:func:`relmon.domain.batch.expiry_key`). Keys order
+  every output of every worker as the one-by-one replay emits them.
+* A worker's watermark only moves with its own events, so an expiry happens later in its
+  reading than in one process's, but it is the same record: a supporter's state changes
+  only with its own events, and a lift is decided at its own time. What no later event of
+  a worker reaches, it applies once every worker is done, up to the latest event time of
+  all of them (the whole replay applies no expiry after its last event, and neither does
+  this).
+* The report needs the call and donation events, and a few fields of each record and
+  alert (:func:`relmon.replay.report.record_view`, :func:`~relmon.replay.report.alert_view`):
+  the workers send those, and their keys, and this process shows them to the report's
+  :class:`~relmon.replay.report.Analysis` in the one-by-one order.
+* Bad lines are dead letters of the worker whose shard the line falls in (a line that is
+  not a valid event: shard 0); they are merged by input and line number, the late events
+  by key, as one process writes them.
+
+The workers write their outputs to spool files (``marshal``, a list a chunk) in a
+temporary folder (each list after its size: ``marshal.load`` of a file reads it in tiny
+pieces), and report through a pipe: a step back in time (the worker starts again
+with that input sorted, and this process says so once), its latest event time, its counts.
+A worker that fails sends its exception, which this process raises.
+
+A what-if (``--compare-policy``) and the Kafka replay run in one process.
+"""
+
+from __future__ import annotations
+
+import heapq
+import marshal
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+from tqdm import tqdm
+
+from relmon.domain import encode_record, parse_event
+from relmon.errors import InputFileError, InvalidEvent, RelmonError
+from relmon.replay import file_replay
+from relmon.replay.file_replay import (
+    EventTimeMerge,
+    Item,
+    PolicyChoice,
+    Replayer,
+    ReplayStats,
+    StepBack,
+    fewer_gc_passes,
+    late_section,
+)
+from relmon.replay.report import Analysis, alert_view, record_view
+
+# the spool files of each worker, one stream of outputs each
+_STREAMS = ("records", "alerts", "late", "events", "bad")
+_ADDED = ("valid", "applied", "late", "dead_letters", "records", "alerts", "supporters", "blank")
+
+
+def default_jobs() -> int:
+    """The processes a file replay uses unless told: the CPUs this process may use, at
+    most 4 (the merge of the parts is done by one process, and grows with them)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
+class _Spool:
+    """One worker's spool files (``marshal``, a list of outputs at a time), by stream."""
+
+    def __init__(self, folder: Path, shard: int) -> None:
+        self.paths = {name: folder / f"{shard}.{name}" for name in _STREAMS}
+        self.files: dict[str, BinaryIO] = {}
+        self.start()
+
+    def start(self) -> None:
+        """Open every stream empty (again, after a step back in time)."""
+        self.close()
+        self.files = {name: path.open("wb") for name, path in self.paths.items()}
+
+    def write(self, name: str, outputs: list[Any]) -> None:
+        if outputs:
+            data = marshal.dumps(outputs)
+            self.files[name].write(len(data).to_bytes(8, "little") + data)
+
+    def close(self) -> None:
+        for handle in self.files.values():
+            handle.close()
+        self.files = {}
+
+
+def read_stream(path: Path) -> Iterator[Any]:
+    """The outputs of one spool stream, in the order written."""
+    with path.open("rb") as handle:
+        while size := int.from_bytes(handle.read(8), "little"):
+            yield from marshal.loads(handle.read(size))  # noqa: S302 (our own spool)
+
+
+class _Worker:
+    """One shard of the replay, in its own process: what :func:`_work` runs."""
+
+    def __init__(
+        self,
+        paths: list[Path],
+        names: list[str],
+        source: str,
+        primary: PolicyChoice,
+        shard: int,
+        shards: int,
+        spool: _Spool,
+        conn: Connection,
+    ) -> None:
+        self.paths, self.names, self.source, self.policy = paths, names, source, primary.policy
+        self.shard, self.shards = shard, shards
+        self.spool, self.conn = spool, conn
+        self.bad: list[tuple[int, int, bytes]] = []
+        self.first_bad: tuple[int, int, str] | None = None
+        self.replayer = self._new_replayer()
+
+    def _new_replayer(self) -> Replayer:
+        records: list[bytes] = []
+        alerts: list[bytes] = []
+        late: list[bytes] = []
+        self._records, self._alerts, self._late = records, alerts, late
+        self._views = _Views()
+        return Replayer(
+            self.policy,
+            self.source,
+            records.append,
+            alerts.append,
+            self._dead,
+            observer=self._views,
+            late=late.append,
+        )
+
+    def _dead(self, letter: bytes) -> None:
+        raise AssertionError("a file replay's bad lines go to their input's sink")
+
+    def run(self) -> None:
+        merge = EventTimeMerge(self.paths, self._bad_line, self.shard, self.shards)
+        merge.check(scan=False)
+        while True:
+            try:
+                self._replay(merge)
+                break
+            except StepBack as step:
+                self.conn.send(("step back", step.index, step.line))
+                merge = merge.sorting(step.index)
+                self.spool.start()
+                self.bad.clear()
+                self.first_bad = None
+                self.replayer = self._new_replayer()
+        stats = self.replayer.stats
+        stats.lines, stats.blank = merge.lines, merge.blank
+        clock = self.replayer._clock  # the replayer's own driver, continued
+        self.conn.send(("done", self.replayer.last_at))
+        last = self.conn.recv()
+        if last is not None and stats.valid:
+            self._finish(clock.expire_keyed(last))
+        self.spool.close()
+        self.conn.send(
+            (
+                "stats",
+                asdict(stats),
+                self.replayer.first_at,
+                self.first_bad,
+                self._views.skipped_counts,
+            )
+        )
+
+    def _bad_line(self, index: int, number: int, raw: bytes, exc: InvalidEvent) -> None:
+        letters: list[bytes] = []
+        self.replayer.dead_letter(
+            raw, exc, line=number, source=self.names[index], sink=letters.append
+        )
+        if self.first_bad is None or (index, number) < self.first_bad[:2]:
+            name = self.names[index]
+            where = f"line {number}" if name == self.source else f"{name} line {number}"
+            self.first_bad = (index, number, f"{where}: {exc}")
+        self.spool.write("bad", [(index, number, letters[0])])
+
+    def _replay(self, merge: EventTimeMerge) -> None:
+        chunk: list[Item] = []
+        size = max(1, file_replay.CHUNK // self.shards)  # the same memory in all
+        for run in merge.runs():
+            chunk += run
+            while len(chunk) >= size:
+                self._apply(chunk[:size])
+                del chunk[:size]
+            if self.shard == 0:
+                self.conn.send(("read", merge.bytes_read))
+        self._apply(chunk)
+
+    def _apply(self, chunk: list[Item]) -> None:
+        done = self.replayer.apply_chunk(chunk, self.names, keyed=True)
+        spool, views = self.spool, self._views
+        spool.write(
+            "records", list(zip(done.record_keys, self._records, views.record_views, strict=True))
+        )
+        spool.write(
+            "alerts", list(zip(done.alert_keys, self._alerts, views.alert_views, strict=True))
+        )
+        late = zip(done.late, self._late, strict=True)
+        spool.write("late", [(chunk[p][:5], letter) for (p, _), letter in late])
+        wanted = Analysis.event_types or frozenset()
+        spool.write("events", [(item[:5], item[2]) for item in chunk if item[5].type in wanted])
+        self._records.clear()
+        self._alerts.clear()
+        self._late.clear()
+        views.clear()
+
+    def _finish(self, expired: list[tuple[tuple[Any, ...], Any]]) -> None:
+        """The records of the expiries after this worker's last event."""
+        stats = self.replayer.stats
+        stats.records += len(expired)
+        self.spool.write("records", [(key, encode_record(r), record_view(r)) for key, r in expired])
+
+
+class _Views:
+    """A worker's observer: what the report reads of each record and alert, in order; it
+    wants no event (the worker sends the report's events apart, with their keys)."""
+
+    event_types: frozenset[str] | None = frozenset()
+
+    def __init__(self) -> None:
+        self.record_views: list[Any] = []
+        self.alert_views: list[Any] = []
+        self.skipped_counts: dict[str, int] = {}
+
+    def event(self, event: Any, t: int) -> None:
+        return None
+
+    def skipped(self, counts: dict[str, int]) -> None:
+        for kind, n in counts.items():
+            self.skipped_counts[kind] = self.skipped_counts.get(kind, 0) + n
+
+    def records(self, records: list[Any]) -> None:
+        self.record_views.extend(record_view(r) for r in records)
+
+    def alerts(self, alerts: list[Any]) -> None:
+        self.alert_views.extend(alert_view(a) for a in alerts)
+
+    def clear(self) -> None:
+        self.record_views.clear()
+        self.alert_views.clear()
+
+
+def _work(worker: _Worker) -> None:
+    """A worker process's body: the replay of its shard, or its exception sent."""
+    try:
+        with fewer_gc_passes(off=True):
+            worker.run()
+    except BaseException as exc:  # noqa: BLE001 (sent to the parent, which raises it)
+        try:
+            worker.conn.send(("error", exc))
+        except Exception:  # noqa: BLE001 (an exception that does not pickle)
+            worker.conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        worker.conn.close()
+
+
+def replay_sharded(
+    paths: list[Path], out: Path, primary: PolicyChoice, names: list[str], progress: bool, jobs: int
+) -> tuple[ReplayStats, str | None]:
+    """Replay ``paths`` with ``jobs`` worker processes into ``out``, the files as one process
+    writes them (module docstring); the counts, and the first bad line's error."""
+    from relmon.replay import report
+
+    started = time.perf_counter()
+    source = ", ".join(names)
+    check = EventTimeMerge(paths, lambda *bad: None)
+    check.check(scan=False)  # before a process starts: a missing or binary input is refused
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputFileError(
+            f"{out}: cannot create the output directory: {exc.strerror or exc}"
+        ) from None
+    context = multiprocessing.get_context("fork")
+    with tempfile.TemporaryDirectory(prefix="relmon-replay-") as name:
+        folder = Path(name)
+        conns: list[Connection] = []
+        processes: list[Any] = []
+        ok = False
+        try:
+            for shard in range(jobs):
+                mine, theirs = context.Pipe()
+                spool = _Spool(folder, shard)
+                worker = _Worker(paths, names, source, primary, shard, jobs, spool, theirs)
+                process = context.Process(target=_work, args=(worker,), daemon=True)
+                process.start()
+                theirs.close()
+                spool.close()
+                conns.append(mine)
+                processes.append(process)
+            ends = _drive(conns, check.total_bytes, names, progress)
+            ok = True
+        finally:
+            for process in processes:
+                if not ok:
+                    process.kill()
+                process.join()
+        stats = ReplayStats(policy_version=primary.policy.version)
+        stats.lines = ends[0].counts["lines"]
+        for end in ends:
+            for name_ in _ADDED:
+                setattr(stats, name_, getattr(stats, name_) + end.counts[name_])
+        firsts = [end.first_at for end in ends if end.first_at is not None]
+        lasts = [end.last_at for end in ends if end.last_at is not None]
+        first_at, last_at = (min(firsts), max(lasts)) if firsts else (None, None)
+        analysis = Analysis(primary.policy)
+        _merge(folder, jobs, out, analysis, ends)
+    stats.seconds = time.perf_counter() - started
+    (out / "summary.json").write_bytes(
+        orjson.dumps(stats.counts(), option=orjson.OPT_INDENT_2) + b"\n"
+    )
+    analysis.finish(last_at if last_at is not None else 0)
+    meta = report.ReportMeta(source, stats.policy_version, stats.counts(), first_at, last_at)
+    report.write_report(out / "report.html", meta, analysis, [late_section(stats)])
+    bad = [end.first_bad for end in ends if end.first_bad is not None]
+    return stats, min(bad)[2] if bad else None
+
+
+class _End:
+    """What a worker reports when it is done."""
+
+    def __init__(self) -> None:
+        self.last_at: int | None = None
+        self.counts: dict[str, Any] = {}
+        self.first_at: int | None = None
+        self.first_bad: tuple[int, int, str] | None = None
+        self.skipped: dict[str, int] = {}
+
+
+def _drive(conns: list[Connection], total: int, names: list[str], progress: bool) -> list[_End]:
+    """Follow the workers to their end: the progress bar, the step backs (said once an
+    input), the latest event time of all sent to each, then their counts."""
+    ends = [_End() for _ in conns]
+    said: set[int] = set()
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc="replay",
+        disable=not progress,
+        file=sys.stderr,
+    ) as bar:
+        waiting = {conn: i for i, conn in enumerate(conns)}
+        while waiting:
+            for conn in wait(list(waiting)):
+                i = waiting[conn]  # type: ignore[index]
+                message = _receive(conn, i)  # type: ignore[arg-type]
+                kind = message[0]
+                if kind == "read":
+                    bar.update(message[1] - bar.n)
+                elif kind == "step back":
+                    index, line = message[1], message[2]
+                    if index not in said:
+                        said.add(index)
+                        print(
+                            f"relmon replay: {names[index]} goes back in time at line {line}: "
+                            "reading it whole and sorting it, and replaying again from the "
+                            "start",
+                            file=sys.stderr,
+                        )
+                elif kind == "done":
+                    ends[i].last_at = message[1]
+                    del waiting[conn]  # type: ignore[arg-type]
+        bar.update(total - bar.n)
+    lasts = [end.last_at for end in ends if end.last_at is not None]
+    last = max(lasts) if lasts else None
+    for conn in conns:
+        conn.send(last)
+    for i, conn in enumerate(conns):
+        message = _receive(conn, i)
+        if message[0] != "stats":
+            raise RelmonError(f"replay worker {i}: unexpected {message[0]!r} at its end")
+        _, ends[i].counts, ends[i].first_at, ends[i].first_bad, ends[i].skipped = message
+    return ends
+
+
+def _receive(conn: Connection, shard: int) -> tuple[Any, ...]:
+    """A worker's next message; its exception raised here, or an error if it died."""
+    try:
+        message: tuple[Any, ...] = conn.recv()
+    except EOFError:
+        raise RelmonError(
+            f"replay worker {shard} of --jobs ended without finishing (killed? out of "
+            "memory?); nothing was written: run again, or with --jobs 1 (one process)"
+        ) from None
+    if message[0] == "error":
+        raise message[1]
+    return message
+
+
+def _key(output: tuple[Any, ...]) -> Any:
+    return output[0]
+
+
+def _merge(folder: Path, jobs: int, out: Path, analysis: Analysis, ends: list[_End]) -> None:
+    """Write the output files from the workers' spools, in the one-by-one order, and show
+    the report what it reads of them, in the same order."""
+
+    def streams(name: str) -> list[Iterator[Any]]:
+        return [read_stream(folder / f"{shard}.{name}") for shard in range(jobs)]
+
+    wanted = Analysis.event_types or frozenset()
+    for key, raw in heapq.merge(*streams("events"), key=_key):
+        analysis.event(parse_event(raw), int(key[0]))
+    skipped: dict[str, int] = {}
+    for end in ends:
+        for kind, n in end.skipped.items():
+            if kind not in wanted:  # those were given one by one above
+                skipped[kind] = skipped.get(kind, 0) + n
+    if skipped:
+        analysis.skipped(skipped)
+    with (out / "suppressions.jsonl").open("wb") as handle:
+        analysis.record_views(_written(handle, heapq.merge(*streams("records"), key=_key)))
+    with (out / "alerts.jsonl").open("wb") as handle:
+        analysis.alert_views(_written(handle, heapq.merge(*streams("alerts"), key=_key)))
+    with (out / "dead_letters.jsonl").open("wb") as handle:
+        write = handle.write
+        for _index, _number, letter in heapq.merge(*streams("bad")):
+            write(letter + b"\n")
+        for _late_key, letter in heapq.merge(*streams("late"), key=_key):
+            write(letter + b"\n")
+
+
+def _written(handle: BinaryIO, outputs: Iterator[Any]) -> Iterator[Any]:
+    """Write each output's line to ``handle`` and give its view, in order."""
+    write = handle.write
+    for _output_key, line, view in outputs:
+        write(line + b"\n")
+        yield view
