@@ -48,6 +48,10 @@ its events, and its expiries, exactly as in the one-by-one order above, and
 every output is emitted in that order: the files are byte-identical
 (``tests/component/test_replay_chunks.py``).
 
+Over processes. With ``jobs`` > 1 (``relmon replay --jobs N``; not with a what-if) the replay
+is split by supporter over that many processes, and their outputs merged in the same order:
+:mod:`relmon.replay.sharded`.
+
 Blank lines are skipped and counted; every other line that cannot be decoded or validated
 becomes a dead letter, and the replay goes on.
 """
