@@ -271,6 +271,29 @@ class Analysis:
             elif kind == "call_outside_window":
                 self.outside[(partner, group)] += 1
 
+    def add_part(self, part: Analysis) -> None:
+        """Add what ``part`` saw of other supporters (one process of a replay split by
+        supporter, :mod:`relmon.replay.sharded`, after its :meth:`finish`): its events and
+        records. Every table made of these is a sum over supporters or sorted, so neither
+        the order of the parts nor their interleaving matters; alerts are not added (this
+        analysis must see them in the one-by-one order: ties in "mostly against" follow it),
+        nor ``first_record`` (the caller knows which part's record came first)."""
+        if part._open:
+            raise ValueError("add a part after its finish()")
+        self.types.update(part.types)
+        if part.first_call is not None and (
+            self.first_call is None or part.first_call < self.first_call
+        ):
+            self.first_call = part.first_call
+        self.calls.update(part.calls)
+        self.churns.update(part.churns)
+        self._mandates.update(part._mandates)
+        self._loyal.update(part._loyal)
+        self.started.update(part.started)
+        self.days_in_force.update(part.days_in_force)
+        for code, diff in part._diff.items():
+            self._diff[code].update(diff)
+
     def finish(self, end: int) -> None:
         """Close what is still open at ``end`` (the last event time)."""
         self.end = end

@@ -53,12 +53,14 @@ from typing import Any, BinaryIO
 import orjson
 from tqdm import tqdm
 
-from relmon.domain import encode_record, parse_event
+from relmon.domain import Alert, SuppressionRecord, encode_record
+from relmon.domain.events import Event
 from relmon.errors import InputFileError, InvalidEvent, RelmonError
 from relmon.replay import file_replay
 from relmon.replay.file_replay import (
     EventTimeMerge,
     Item,
+    Observers,
     PolicyChoice,
     Replayer,
     ReplayStats,
@@ -66,10 +68,10 @@ from relmon.replay.file_replay import (
     fewer_gc_passes,
     late_section,
 )
-from relmon.replay.report import Analysis, alert_view, record_view
+from relmon.replay.report import AlertView, Analysis, alert_view
 
 # the spool files of each worker, one stream of outputs each
-_STREAMS = ("records", "alerts", "late", "events", "bad")
+_STREAMS = ("records", "alerts", "late", "bad")
 _ADDED = ("valid", "applied", "late", "dead_letters", "records", "alerts", "supporters", "blank")
 
 
@@ -140,14 +142,16 @@ class _Worker:
         alerts: list[bytes] = []
         late: list[bytes] = []
         self._records, self._alerts, self._late = records, alerts, late
-        self._views = _Views()
+        self._views = _AlertViews()
+        self.part = Analysis(self.policy)  # the report's analysis of this shard
+        self.first_record: tuple[Any, ...] | None = None  # the merge key of its first record
         return Replayer(
             self.policy,
             self.source,
             records.append,
             alerts.append,
             self._dead,
-            observer=self._views,
+            observer=Observers(self.part, self._views),
             late=late.append,
         )
 
@@ -175,16 +179,11 @@ class _Worker:
         last = self.conn.recv()
         if last is not None and stats.valid:
             self._finish(clock.expire_keyed(last))
+            self.part.finish(last)
         self.spool.close()
-        self.conn.send(
-            (
-                "stats",
-                asdict(stats),
-                self.replayer.first_at,
-                self.first_bad,
-                self._views.skipped_counts,
-            )
-        )
+        self.part.policy = None  # type: ignore[assignment]  # the parent has it
+        message = ("stats", asdict(stats), self.replayer.first_at, self.first_bad)
+        self.conn.send((*message, self.part, self.first_record))
 
     def _bad_line(self, index: int, number: int, raw: bytes, exc: InvalidEvent) -> None:
         letters: list[bytes] = []
@@ -212,55 +211,48 @@ class _Worker:
     def _apply(self, chunk: list[Item]) -> None:
         done = self.replayer.apply_chunk(chunk, self.names, keyed=True)
         spool, views = self.spool, self._views
-        spool.write(
-            "records", list(zip(done.record_keys, self._records, views.record_views, strict=True))
-        )
-        spool.write(
-            "alerts", list(zip(done.alert_keys, self._alerts, views.alert_views, strict=True))
-        )
+        if self.first_record is None and done.record_keys:
+            self.first_record = done.record_keys[0]
+        spool.write("records", list(zip(done.record_keys, self._records, strict=True)))
+        spool.write("alerts", list(zip(done.alert_keys, self._alerts, views.views, strict=True)))
         late = zip(done.late, self._late, strict=True)
         spool.write("late", [(chunk[p][:5], letter) for (p, _), letter in late])
-        wanted = Analysis.event_types or frozenset()
-        spool.write("events", [(item[:5], item[2]) for item in chunk if item[5].type in wanted])
         self._records.clear()
         self._alerts.clear()
         self._late.clear()
-        views.clear()
+        views.views.clear()
 
-    def _finish(self, expired: list[tuple[tuple[Any, ...], Any]]) -> None:
+    def _finish(self, expired: list[tuple[tuple[Any, ...], SuppressionRecord]]) -> None:
         """The records of the expiries after this worker's last event."""
-        stats = self.replayer.stats
-        stats.records += len(expired)
-        self.spool.write("records", [(key, encode_record(r), record_view(r)) for key, r in expired])
+        if not expired:
+            return
+        self.replayer.stats.records += len(expired)
+        if self.first_record is None:
+            self.first_record = expired[0][0]
+        self.spool.write("records", [(key, encode_record(r)) for key, r in expired])
+        self.part.records([r for _, r in expired])
 
 
-class _Views:
-    """A worker's observer: what the report reads of each record and alert, in order; it
-    wants no event (the worker sends the report's events apart, with their keys)."""
+class _AlertViews:
+    """A worker's observer of alerts: what the report reads of each (:func:`alert_view`),
+    in order, sent with the alert (the report must see alerts in the one-by-one order)."""
 
     event_types: frozenset[str] | None = frozenset()
 
     def __init__(self) -> None:
-        self.record_views: list[Any] = []
-        self.alert_views: list[Any] = []
-        self.skipped_counts: dict[str, int] = {}
+        self.views: list[AlertView] = []
 
-    def event(self, event: Any, t: int) -> None:
+    def event(self, event: Event, t: int) -> None:
         return None
 
     def skipped(self, counts: dict[str, int]) -> None:
-        for kind, n in counts.items():
-            self.skipped_counts[kind] = self.skipped_counts.get(kind, 0) + n
+        return None
 
-    def records(self, records: list[Any]) -> None:
-        self.record_views.extend(record_view(r) for r in records)
+    def records(self, records: list[SuppressionRecord]) -> None:
+        return None
 
-    def alerts(self, alerts: list[Any]) -> None:
-        self.alert_views.extend(alert_view(a) for a in alerts)
-
-    def clear(self) -> None:
-        self.record_views.clear()
-        self.alert_views.clear()
+    def alerts(self, alerts: list[Alert]) -> None:
+        self.views.extend(alert_view(a) for a in alerts)
 
 
 def _work(worker: _Worker) -> None:
@@ -327,7 +319,13 @@ def replay_sharded(
         lasts = [end.last_at for end in ends if end.last_at is not None]
         first_at, last_at = (min(firsts), max(lasts)) if firsts else (None, None)
         analysis = Analysis(primary.policy)
-        _merge(folder, jobs, out, analysis, ends)
+        parts = [end.part for end in ends if end.part is not None]
+        for part in parts:
+            analysis.add_part(part)
+        keyed = [(end.first_record, end.part) for end in ends if end.first_record and end.part]
+        if keyed:
+            analysis.first_record = min(keyed, key=_key)[1].first_record
+        _merge(folder, jobs, out, analysis)
     stats.seconds = time.perf_counter() - started
     (out / "summary.json").write_bytes(
         orjson.dumps(stats.counts(), option=orjson.OPT_INDENT_2) + b"\n"
@@ -347,7 +345,8 @@ class _End:
         self.counts: dict[str, Any] = {}
         self.first_at: int | None = None
         self.first_bad: tuple[int, int, str] | None = None
-        self.skipped: dict[str, int] = {}
+        self.part: Analysis | None = None  # the report's analysis of its supporters
+        self.first_record: tuple[Any, ...] | None = None
 
 
 def _drive(conns: list[Connection], total: int, names: list[str], progress: bool) -> list[_End]:
@@ -393,7 +392,8 @@ def _drive(conns: list[Connection], total: int, names: list[str], progress: bool
         message = _receive(conn, i)
         if message[0] != "stats":
             raise RelmonError(f"replay worker {i}: unexpected {message[0]!r} at its end")
-        _, ends[i].counts, ends[i].first_at, ends[i].first_bad, ends[i].skipped = message
+        end = ends[i]
+        _, end.counts, end.first_at, end.first_bad, end.part, end.first_record = message
     return ends
 
 
@@ -415,38 +415,29 @@ def _key(output: tuple[Any, ...]) -> Any:
     return output[0]
 
 
-def _merge(folder: Path, jobs: int, out: Path, analysis: Analysis, ends: list[_End]) -> None:
+def _merge(folder: Path, jobs: int, out: Path, analysis: Analysis) -> None:
     """Write the output files from the workers' spools, in the one-by-one order, and show
-    the report what it reads of them, in the same order."""
+    the report the alerts in that order."""
 
     def streams(name: str) -> list[Iterator[Any]]:
         return [read_stream(folder / f"{shard}.{name}") for shard in range(jobs)]
 
-    wanted = Analysis.event_types or frozenset()
-    for key, raw in heapq.merge(*streams("events"), key=_key):
-        analysis.event(parse_event(raw), int(key[0]))
-    skipped: dict[str, int] = {}
-    for end in ends:
-        for kind, n in end.skipped.items():
-            if kind not in wanted:  # those were given one by one above
-                skipped[kind] = skipped.get(kind, 0) + n
-    if skipped:
-        analysis.skipped(skipped)
     with (out / "suppressions.jsonl").open("wb") as handle:
-        analysis.record_views(_written(handle, heapq.merge(*streams("records"), key=_key)))
+        write = handle.write
+        for _record_key, line in heapq.merge(*streams("records"), key=_key):
+            write(line + b"\n")
     with (out / "alerts.jsonl").open("wb") as handle:
-        analysis.alert_views(_written(handle, heapq.merge(*streams("alerts"), key=_key)))
+        write = handle.write
+
+        def alerts() -> Iterator[AlertView]:
+            for _alert_key, line, view in heapq.merge(*streams("alerts"), key=_key):
+                write(line + b"\n")
+                yield view
+
+        analysis.alert_views(alerts())
     with (out / "dead_letters.jsonl").open("wb") as handle:
         write = handle.write
         for _index, _number, letter in heapq.merge(*streams("bad")):
             write(letter + b"\n")
         for _late_key, letter in heapq.merge(*streams("late"), key=_key):
             write(letter + b"\n")
-
-
-def _written(handle: BinaryIO, outputs: Iterator[Any]) -> Iterator[Any]:
-    """Write each output's line to ``handle`` and give its view, in order."""
-    write = handle.write
-    for _output_key, line, view in outputs:
-        write(line + b"\n")
-        yield view
