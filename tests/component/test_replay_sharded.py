@@ -75,6 +75,7 @@ def test_an_error_in_a_worker_stops_the_replay_with_its_message(
     assert main(args) == 1
     assert f"{events}: read failed: Input/output error" in capsys.readouterr().err
     assert not (out / "suppressions.jsonl").exists()
+    assert not list(out.iterdir())  # the workers' spools are gone too
 
 
 def test_a_worker_that_dies_is_named_and_nothing_is_written(
@@ -99,7 +100,17 @@ def test_a_worker_that_dies_is_named_and_nothing_is_written(
     err = capsys.readouterr().err
     assert "replay worker 1 of --jobs ended without finishing" in err
     assert "--jobs 1" in err
-    assert not (out / "suppressions.jsonl").exists()
+    assert not list(out.iterdir())
+
+
+def test_the_output_folder_holds_the_outputs_only(events: Path, tmp_path: Path) -> None:
+    """The workers' spools live in a hidden folder of the output folder, removed at the
+    end; the replay writes the same five files as one process."""
+    out = tmp_path / "out"
+    args = ["replay", "--input", str(events), "--out", str(out), "--jobs", "2", "--no-progress"]
+    assert main(args) == 0
+    names = {"suppressions.jsonl", "alerts.jsonl", "dead_letters.jsonl", "summary.json"}
+    assert {p.name for p in out.iterdir()} == {*names, "report.html"}
 
 
 @pytest.mark.parametrize(("value", "message"), [("0", "out of range"), ("two", "whole number")])
