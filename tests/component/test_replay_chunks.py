@@ -114,11 +114,17 @@ def test_split_by_supporter_over_processes_equals_one_by_one(
             assert got[name] == expected[name], (source.name, name, jobs)
 
 
+@pytest.mark.parametrize("jobs", [1, 2, 3])
 def test_the_what_if_engine_too(
-    year: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    year: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    jobs: int,
 ) -> None:
-    """With --compare-policy the second engine is applied by chunks as well: the report's
-    what-if section is the same as one by one."""
+    """With --compare-policy the second engine is applied by chunks as well, and in each
+    process of --jobs N: every file, the report's what-if section included, and the
+    what-if table printed are the same as one by one in one process."""
     strict = tmp_path / "strict.toml"
     default = Path(file_replay.__file__).parent.parent / "domain" / "default_policy.toml"
     strict.write_text(
@@ -129,6 +135,10 @@ def test_the_what_if_engine_too(
     extra = ("--compare-policy", str(strict))
     with monkeypatch.context() as patch:
         patch.setattr(Replayer, "apply_chunk", _one_by_one)
+        capsys.readouterr()
         expected = _replay(tmp_path / "one", year, *extra)
+        table = capsys.readouterr().out.split("\n", 1)[1]  # after the summary (its timing)
+    assert "Policy B (strict.toml) would not have made" in table
     monkeypatch.setattr(file_replay, "CHUNK", 97)
-    assert _replay(tmp_path / "chunks", year, *extra) == expected
+    assert _replay(tmp_path / "chunks", year, *extra, jobs=jobs) == expected
+    assert capsys.readouterr().out.split("\n", 1)[1] == table

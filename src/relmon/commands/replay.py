@@ -127,8 +127,8 @@ def register(sub: Any) -> None:
         type=_jobs,
         default=None,
         help="processes for a file replay, split by supporter (the same files whatever N; "
-        "default: the CPUs available, at most 4; 1: all in this process). A what-if "
-        "(--compare-policy) and --from-kafka run in one process",
+        "default: the CPUs available, at most 4; 1: all in this process); --from-kafka "
+        "runs in one process",
     )
     parser.add_argument(
         "--no-progress",

@@ -48,7 +48,7 @@ its events, and its expiries, exactly as in the one-by-one order above, and
 every output is emitted in that order: the files are byte-identical
 (``tests/component/test_replay_chunks.py``).
 
-Over processes. With ``jobs`` > 1 (``relmon replay --jobs N``; not with a what-if) the replay
+Over processes. With ``jobs`` > 1 (``relmon replay --jobs N``) the replay
 is split by supporter over that many processes, and their outputs merged in the same order:
 :mod:`relmon.replay.sharded`.
 
@@ -993,18 +993,22 @@ def replay_file(
     module docstring.
 
     With ``compare``, the what-if rows (first the primary policy) are appended to
-    ``outcomes`` when given. With ``jobs`` > 1 and no ``compare``, the replay is split by
-    supporter over that many processes (:mod:`relmon.replay.sharded`): the same files.
+    ``outcomes`` when given. With ``jobs`` > 1 the replay is split by supporter over that
+    many processes (:mod:`relmon.replay.sharded`): the same files and rows.
     """
     paths = [Path(inputs)] if isinstance(inputs, str | Path) else [Path(p) for p in inputs]
     out = Path(out_dir)
     primary = policy if isinstance(policy, PolicyChoice) else PolicyChoice("A", policy)
     names = [str(p) for p in paths]
     source = ", ".join(names)
-    if jobs > 1 and compare is None:
+    if jobs > 1:
         from relmon.replay.sharded import replay_sharded
 
-        stats, first_error = replay_sharded(paths, out, primary, names, progress, jobs)
+        stats, first_error, rows = replay_sharded(
+            paths, out, primary, names, progress, jobs, compare
+        )
+        if outcomes is not None:
+            outcomes.extend(rows)
         if stats.valid == 0 and stats.dead_letters:
             raise InputFileError(no_valid_events(stats, first_error, source, out))
         return stats

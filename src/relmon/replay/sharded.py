@@ -39,7 +39,9 @@ Cost (BENCHMARKS.md): every worker reads every line and finds its supporter id (
 simulated year replays in about two thirds of the time of one process, for about a fifth
 more CPU time.
 
-A what-if (``--compare-policy``) and the Kafka replay run in one process.
+A what-if (``--compare-policy``) runs both engines in each worker; each keeps its tallies
+(:class:`~relmon.replay.whatif.Tally`) of its supporters, added up here. The Kafka replay
+runs in one process.
 """
 
 from __future__ import annotations
@@ -51,11 +53,12 @@ import os
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 from tqdm import tqdm
@@ -67,6 +70,7 @@ from relmon.replay import file_replay
 from relmon.replay.file_replay import (
     EventTimeMerge,
     Item,
+    Observer,
     Observers,
     PolicyChoice,
     Replayer,
@@ -76,6 +80,10 @@ from relmon.replay.file_replay import (
     late_section,
 )
 from relmon.replay.report import AlertView, Analysis, alert_view
+from relmon.replay.whatif import Tally
+
+if TYPE_CHECKING:
+    from relmon.replay.whatif import Outcome as WhatIf
 
 # the spool files of each worker, one stream of outputs each
 _STREAMS = ("records", "alerts", "late", "bad")
@@ -131,36 +139,49 @@ class _Worker:
         paths: list[Path],
         names: list[str],
         source: str,
-        primary: PolicyChoice,
+        policies: list[PolicyChoice],
         shard: int,
         shards: int,
         spool: _Spool,
         conn: Connection,
     ) -> None:
-        self.paths, self.names, self.source, self.policy = paths, names, source, primary.policy
+        self.paths, self.names, self.source, self.policies = paths, names, source, policies
         self.shard, self.shards = shard, shards
         self.spool, self.conn = spool, conn
         self.bad: list[tuple[int, int, bytes]] = []
         self.first_bad: tuple[int, int, str] | None = None
-        self.replayer = self._new_replayer()
+        self._start()
 
-    def _new_replayer(self) -> Replayer:
+    def _start(self) -> None:
+        """The replayers (the what-if's too), from the start (again, after a step back)."""
         records: list[bytes] = []
         alerts: list[bytes] = []
         late: list[bytes] = []
         self._records, self._alerts, self._late = records, alerts, late
         self._views = _AlertViews()
-        self.part = Analysis(self.policy)  # the report's analysis of this shard
+        primary = self.policies[0].policy
+        self.part = Analysis(primary)  # the report's analysis of this shard
+        self.tallies = [Tally(p.label, p.policy) for p in self.policies]  # with a what-if
         self.first_record: tuple[Any, ...] | None = None  # the merge key of its first record
-        return Replayer(
-            self.policy,
+        # with a what-if: the merge key of each supporter's first outbound call, which
+        # orders the report's calls by supporter as one process does (Analysis.call_index)
+        self.first_calls: dict[str, tuple[Any, ...]] | None = {} if len(self.policies) > 1 else None
+        watchers: list[Observer] = [self.part, self._views]
+        if len(self.policies) > 1:
+            watchers.append(self.tallies[0])
+        self.replayer = Replayer(
+            primary,
             self.source,
             records.append,
             alerts.append,
             self._dead,
-            observer=Observers(self.part, self._views),
+            observer=Observers(*watchers),
             late=late.append,
         )
+        self.others = [
+            Replayer(p.policy, self.source, None, None, None, observer=tally)
+            for p, tally in zip(self.policies[1:], self.tallies[1:], strict=True)
+        ]
 
     def _dead(self, letter: bytes) -> None:
         raise AssertionError("a file replay's bad lines go to their input's sink")
@@ -178,7 +199,7 @@ class _Worker:
                 self.spool.start()
                 self.bad.clear()
                 self.first_bad = None
-                self.replayer = self._new_replayer()
+                self._start()
         stats = self.replayer.stats
         stats.lines, stats.blank = merge.lines, merge.blank
         clock = self.replayer._clock  # the replayer's own driver, continued
@@ -186,11 +207,18 @@ class _Worker:
         last = self.conn.recv()
         if last is not None and stats.valid:
             self._finish(clock.expire_keyed(last))
+            for other in self.others:
+                expired = other._clock.expire_keyed(last)  # for the what-if's tally
+                if expired and other.observer is not None:
+                    other.observer.records([r for _, r in expired])
             self.part.finish(last)
         self.spool.close()
-        self.part.policy = None  # type: ignore[assignment]  # the parent has it
+        # what the parent adds up (it has the policies)
+        self.part.policy = None  # type: ignore[assignment]
+        for tally in self.tallies:
+            tally.policy = None  # type: ignore[assignment]
         message = ("stats", asdict(stats), self.replayer.first_at, self.first_bad)
-        self.conn.send((*message, self.part, self.first_record))
+        self.conn.send((*message, self.part, self.first_record, self.tallies, self.first_calls))
 
     def _bad_line(self, index: int, number: int, raw: bytes, exc: InvalidEvent) -> None:
         letters: list[bytes] = []
@@ -216,7 +244,15 @@ class _Worker:
         self._apply(chunk)
 
     def _apply(self, chunk: list[Item]) -> None:
+        first_calls = self.first_calls
+        if first_calls is not None:
+            for item in chunk:
+                event = item[5]
+                if event.type == "call_outcome" and event.direction == "outbound":
+                    first_calls.setdefault(event.supporter_id, item[:5])
         done = self.replayer.apply_chunk(chunk, self.names, keyed=True)
+        for other in self.others:
+            other.apply_chunk(chunk)
         spool, views = self.spool, self._views
         spool.write("bad", self.bad)
         self.bad.clear()
@@ -239,7 +275,8 @@ class _Worker:
         if self.first_record is None:
             self.first_record = expired[0][0]
         self.spool.write("records", [(key, encode_record(r)) for key, r in expired])
-        self.part.records([r for _, r in expired])
+        if self.replayer.observer is not None:
+            self.replayer.observer.records([r for _, r in expired])
 
 
 class _AlertViews:
@@ -279,11 +316,20 @@ def _work(worker: _Worker) -> None:
 
 
 def replay_sharded(
-    paths: list[Path], out: Path, primary: PolicyChoice, names: list[str], progress: bool, jobs: int
-) -> tuple[ReplayStats, str | None]:
+    paths: list[Path],
+    out: Path,
+    primary: PolicyChoice,
+    names: list[str],
+    progress: bool,
+    jobs: int,
+    compare: PolicyChoice | None = None,
+) -> tuple[ReplayStats, str | None, list[WhatIf]]:
     """Replay ``paths`` with ``jobs`` worker processes into ``out``, the files as one process
-    writes them (module docstring); the counts, and the first bad line's error."""
-    from relmon.replay import report
+    writes them (module docstring); the counts, the first bad line's error, and with
+    ``compare`` the what-if's rows (first the primary policy)."""
+    from relmon.replay import report, whatif
+
+    policies = [primary] if compare is None else [primary, compare]
 
     started = time.perf_counter()
     source = ", ".join(names)
@@ -307,7 +353,7 @@ def replay_sharded(
             for shard in range(jobs):
                 mine, theirs = context.Pipe()
                 spool = _Spool(folder, shard)
-                worker = _Worker(paths, names, source, primary, shard, jobs, spool, theirs)
+                worker = _Worker(paths, names, source, policies, shard, jobs, spool, theirs)
                 process = context.Process(target=_work, args=(worker,), daemon=True)
                 process.start()
                 theirs.close()
@@ -336,16 +382,32 @@ def replay_sharded(
         keyed = [(end.first_record, end.part) for end in ends if end.first_record and end.part]
         if keyed:
             analysis.first_record = min(keyed, key=_key)[1].first_record
+        tallies = [Tally(p.label, p.policy) for p in policies]
+        for end in ends:
+            for tally, part_ in zip(tallies, end.tallies, strict=True):
+                tally.add_part(part_)
+        if compare is not None:  # the report's calls by supporter as one process has them
+            first_calls = {sid: key for end in ends for sid, key in (end.first_calls or {}).items()}
+            calls = analysis.calls
+            analysis.calls = defaultdict(list)
+            for sid in sorted(calls, key=first_calls.__getitem__):
+                analysis.calls[sid] = calls[sid]
         _merge(folder, jobs, out, analysis)
     stats.seconds = time.perf_counter() - started
     (out / "summary.json").write_bytes(
         orjson.dumps(stats.counts(), option=orjson.OPT_INDENT_2) + b"\n"
     )
     analysis.finish(last_at if last_at is not None else 0)
+    outcomes: list[WhatIf] = []
+    extra = [late_section(stats)]
+    if compare is not None:
+        index = analysis.call_index()
+        outcomes = [whatif.outcome(t, index, analysis.calls) for t in tallies]
+        extra += whatif.html_section(outcomes)
     meta = report.ReportMeta(source, stats.policy_version, stats.counts(), first_at, last_at)
-    report.write_report(out / "report.html", meta, analysis, [late_section(stats)])
+    report.write_report(out / "report.html", meta, analysis, extra)
     bad = [end.first_bad for end in ends if end.first_bad is not None]
-    return stats, min(bad)[2] if bad else None
+    return stats, min(bad)[2] if bad else None, outcomes
 
 
 class _End:
@@ -358,6 +420,8 @@ class _End:
         self.first_bad: tuple[int, int, str] | None = None
         self.part: Analysis | None = None  # the report's analysis of its supporters
         self.first_record: tuple[Any, ...] | None = None
+        self.tallies: list[Tally] = []
+        self.first_calls: dict[str, tuple[Any, ...]] | None = None
 
 
 def _drive(conns: list[Connection], total: int, names: list[str], progress: bool) -> list[_End]:
@@ -404,7 +468,8 @@ def _drive(conns: list[Connection], total: int, names: list[str], progress: bool
         if message[0] != "stats":
             raise RelmonError(f"replay worker {i}: unexpected {message[0]!r} at its end")
         end = ends[i]
-        _, end.counts, end.first_at, end.first_bad, end.part, end.first_record = message
+        _, end.counts, end.first_at, end.first_bad, end.part, end.first_record, *rest = message
+        end.tallies, end.first_calls = rest
     return ends
 
 

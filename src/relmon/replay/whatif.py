@@ -51,6 +51,13 @@ class Tally:
     def records(self, records: list[SuppressionRecord]) -> None:
         self.record_count += len(records)
 
+    def add_part(self, part: Tally) -> None:
+        """Add the tally of other supporters under the same policy (one process of a replay
+        split by supporter): the outcome is made of sums, so the order does not matter."""
+        self.blocked |= part.blocked
+        self.churns += part.churns
+        self.record_count += part.record_count
+
     def alerts(self, alerts: list[Alert]) -> None:
         for a in alerts:
             if a.kind == "call_while_suppressed":
