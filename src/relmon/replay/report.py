@@ -80,20 +80,10 @@ class Churn(NamedTuple):
     lost: int
 
 
-# What the report reads of a record: (supporter, decided_at, ((code, until), ...)), epoch
-# seconds; and of an alert: (kind, partner, group, monthly cents lost, currency, purpose,
-# agent), see alert_view. Plain tuples: a replay split by supporter sends them between
-# processes (relmon.replay.sharded).
-RecordView = tuple[str, int, tuple[tuple[str, int | None], ...]]
+# What the report reads of an alert: (kind, partner, group, monthly cents lost, currency,
+# purpose, agent), see alert_view. A plain tuple: a replay split by supporter sends it
+# between processes (relmon.replay.sharded).
 AlertView = tuple[str, str, str, int, str | None, str, str]
-
-
-def record_view(r: SuppressionRecord) -> RecordView:
-    """What :meth:`Analysis.records` reads of a record."""
-    reasons = tuple(
-        [(x.code, None if x.until is None else int(instant(x.until))) for x in r.reasons]
-    )
-    return (r.supporter_id, int(instant(r.decided_at)), reasons)
 
 
 def alert_view(a: Alert) -> AlertView:
@@ -232,14 +222,15 @@ class Analysis:
         self.types.update(counts)
 
     def records(self, records: list[SuppressionRecord]) -> None:
-        self.record_views([record_view(r) for r in records])
-
-    def record_views(self, views: Iterable[RecordView]) -> None:
-        """:meth:`records`, given what it reads of each (:func:`record_view`)."""
         started, opened = self.started, self._open
-        for sid, t, reasons in views:
+        for r in records:
+            sid = r.supporter_id
+            t = int(instant(r.decided_at))
             if self.first_record is None:
                 self.first_record = t
+            reasons = tuple(
+                [(x.code, None if x.until is None else int(instant(x.until))) for x in r.reasons]
+            )
             before = opened.pop(sid, None)
             if before is None:  # nothing was in force: every reason starts
                 for code, _until in reasons:
@@ -277,7 +268,9 @@ class Analysis:
         records. Every table made of these is a sum over supporters or sorted, so neither
         the order of the parts nor their interleaving matters; alerts are not added (this
         analysis must see them in the one-by-one order: ties in "mostly against" follow it),
-        nor ``first_record`` (the caller knows which part's record came first)."""
+        nor ``first_record`` (the caller knows which part's record came first). The calls by
+        supporter come in the parts' order; the what-if, whose call index depends on it,
+        puts them back in one process's."""
         if part._open:
             raise ValueError("add a part after its finish()")
         self.types.update(part.types)

@@ -18,10 +18,13 @@ How the parts fit together again:
   a worker reaches, it applies once every worker is done, up to the latest event time of
   all of them (the whole replay applies no expiry after its last event, and neither does
   this).
-* The report needs the call and donation events, and a few fields of each record and
-  alert (:func:`relmon.replay.report.record_view`, :func:`~relmon.replay.report.alert_view`):
-  the workers send those, and their keys, and this process shows them to the report's
-  :class:`~relmon.replay.report.Analysis` in the one-by-one order.
+* The report: each worker keeps the report's :class:`~relmon.replay.report.Analysis` of its
+  own supporters (their call and donation events, their records), and this process adds
+  the parts up (:meth:`~relmon.replay.report.Analysis.add_part`: every table made of them
+  is a sum over supporters, or sorted). The alerts' tables follow the order the alerts
+  come in (ties), so the workers send what the report reads of each alert
+  (:func:`~relmon.replay.report.alert_view`) with its key, and this process shows them to
+  its analysis in the one-by-one order.
 * Bad lines are dead letters of the worker whose shard the line falls in (a line that is
   not a valid event: shard 0); they are merged by input and line number, the late events
   by key, as one process writes them.
