@@ -128,3 +128,19 @@ def test_the_default_is_the_cpus_available_at_most_four(monkeypatch: pytest.Monk
     for cpus, jobs in ((1, 1), (2, 2), (3, 3), (16, 4)):
         monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)))
         assert sharded.default_jobs() == jobs
+
+
+def test_without_fork_the_default_is_one_process_and_more_is_refused(
+    events: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Where worker processes cannot be forked (Windows), the default is --jobs 1, and
+    asking for more says so instead of failing in the middle."""
+    monkeypatch.setattr(sharded.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert sharded.default_jobs() == 1
+    args = ["replay", "--input", str(events), "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "default")]) == 0
+    assert main([*args, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 1
+    assert "cannot fork worker processes; use --jobs 1" in capsys.readouterr().err

@@ -59,7 +59,7 @@ class Chunk:
         self.late = late
         self.new_supporters = new_supporters
         self.skipped = skipped
-        # with ``keyed``: each record's and alert's merge key (see merge_key)
+        # with ``keyed``: each record's and alert's merge key (item keys, or expiry_key)
         self.record_keys: list[tuple[Any, ...]] = []
         self.alert_keys: list[tuple[Any, ...]] = []
 
@@ -128,7 +128,8 @@ class EventTime:
 
         ``keyed``: the items are file replay items (:data:`relmon.domain.decoding.Item`),
         and each record and alert also gets its place in the one-by-one order of every
-        item (:func:`merge_key`), for a replay split by supporter."""
+        item: the merge key of the item that caused it, or :func:`expiry_key` (for a replay
+        split by supporter, :mod:`relmon.replay.sharded`)."""
         states, engine = self.states, self.engine  # engine.apply: a direct call, compiled
         moves: list[int] = []  # the items that move the watermark (expiries come first)
         move_t: list[int] = []  # their epoch seconds

@@ -68,7 +68,7 @@ from tqdm import tqdm
 
 from relmon.domain import Alert, SuppressionRecord, encode_record
 from relmon.domain.events import Event
-from relmon.errors import InputFileError, InvalidEvent, RelmonError
+from relmon.errors import ConfigError, InputFileError, InvalidEvent, RelmonError
 from relmon.replay import file_replay
 from relmon.replay.file_replay import (
     EventTimeMerge,
@@ -95,12 +95,20 @@ _ADDED = ("valid", "applied", "late", "dead_letters", "records", "alerts", "supp
 
 def default_jobs() -> int:
     """The processes a file replay uses unless told: the CPUs this process may use, at
-    most 4 (the merge of the parts is done by one process, and grows with them)."""
+    most 4 (the merge of the parts is done by one process, and grows with them); 1 where
+    processes cannot be forked."""
+    if not can_fork():
+        return 1
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
         cpus = os.cpu_count() or 1
     return max(1, min(4, cpus))
+
+
+def can_fork() -> bool:
+    """Whether worker processes can be forked here (Linux, macOS; not Windows)."""
+    return "fork" in multiprocessing.get_all_start_methods()
 
 
 class _Spool:
@@ -333,6 +341,8 @@ def replay_sharded(
     from relmon.replay import report, whatif
 
     policies = [primary] if compare is None else [primary, compare]
+    if not can_fork():
+        raise ConfigError(f"--jobs {jobs}: this system cannot fork worker processes; use --jobs 1")
 
     started = time.perf_counter()
     source = ", ".join(names)
