@@ -154,11 +154,11 @@ class _Worker:
         shard: int,
         shards: int,
         spool: _Spool,
-        conn: Connection,
     ) -> None:
         self.paths, self.names, self.source, self.policies = paths, names, source, policies
         self.shard, self.shards = shard, shards
-        self.spool, self.conn = spool, conn
+        self.spool = spool
+        self.conn: Connection  # the worker's end of its pipe, given by _run
         self.bad: list[tuple[int, int, bytes]] = []
         self.first_bad: tuple[int, int, str] | None = None
         self._start()
@@ -340,11 +340,10 @@ def replay_sharded(
     ``compare`` the what-if's rows (first the primary policy)."""
     from relmon.replay import report, whatif
 
-    policies = [primary] if compare is None else [primary, compare]
     if not can_fork():
         raise ConfigError(f"--jobs {jobs}: this system cannot fork worker processes; use --jobs 1")
-
     started = time.perf_counter()
+    policies = [primary] if compare is None else [primary, compare]
     source = ", ".join(names)
     check = EventTimeMerge(paths, lambda *bad: None)
     check.check(scan=False)  # before a process starts: a missing or binary input is refused
@@ -354,57 +353,17 @@ def replay_sharded(
         raise InputFileError(
             f"{out}: cannot create the output directory: {exc.strerror or exc}"
         ) from None
-    context = multiprocessing.get_context("fork")
     # the spools next to the outputs (their size is of the order of the outputs'), not in a
     # /tmp that may be memory
     with tempfile.TemporaryDirectory(prefix=".relmon-replay-", dir=out) as name:
         folder = Path(name)
-        conns: list[Connection] = []
-        processes: list[Any] = []
-        ok = False
-        try:
-            for shard in range(jobs):
-                mine, theirs = context.Pipe()
-                spool = _Spool(folder, shard)
-                worker = _Worker(paths, names, source, policies, shard, jobs, spool, theirs)
-                process = context.Process(target=_work, args=(worker,), daemon=True)
-                process.start()
-                theirs.close()
-                spool.close()
-                conns.append(mine)
-                processes.append(process)
-            ends = _drive(conns, check.total_bytes, names, progress)
-            ok = True
-        finally:
-            for process in processes:
-                if not ok:
-                    process.kill()
-                process.join()
-        stats = ReplayStats(policy_version=primary.policy.version)
-        stats.lines = ends[0].counts["lines"]
-        for end in ends:
-            for name_ in _ADDED:
-                setattr(stats, name_, getattr(stats, name_) + end.counts[name_])
-        firsts = [end.first_at for end in ends if end.first_at is not None]
-        lasts = [end.last_at for end in ends if end.last_at is not None]
-        first_at, last_at = (min(firsts), max(lasts)) if firsts else (None, None)
-        analysis = Analysis(primary.policy)
-        parts = [end.part for end in ends if end.part is not None]
-        for part in parts:
-            analysis.add_part(part)
-        keyed = [(end.first_record, end.part) for end in ends if end.first_record and end.part]
-        if keyed:
-            analysis.first_record = min(keyed, key=_key)[1].first_record
-        tallies = [Tally(p.label, p.policy) for p in policies]
-        for end in ends:
-            for tally, part_ in zip(tallies, end.tallies, strict=True):
-                tally.add_part(part_)
-        if compare is not None:  # the report's calls by supporter as one process has them
-            first_calls = {sid: key for end in ends for sid, key in (end.first_calls or {}).items()}
-            calls = analysis.calls
-            analysis.calls = defaultdict(list)
-            for sid in sorted(calls, key=first_calls.__getitem__):
-                analysis.calls[sid] = calls[sid]
+        workers = [
+            _Worker(paths, names, source, policies, shard, jobs, _Spool(folder, shard))
+            for shard in range(jobs)
+        ]
+        ends = _run(workers, check.total_bytes, names, progress)
+        stats, first_at, last_at = _counts(ends, primary)
+        analysis, tallies = _analysis(ends, policies)
         _merge(folder, jobs, out, analysis)
     stats.seconds = time.perf_counter() - started
     (out / "summary.json").write_bytes(
@@ -421,6 +380,70 @@ def replay_sharded(
     report.write_report(out / "report.html", meta, analysis, extra)
     bad = [end.first_bad for end in ends if end.first_bad is not None]
     return stats, min(bad)[2] if bad else None, outcomes
+
+
+def _run(workers: list[_Worker], total: int, names: list[str], progress: bool) -> list[_End]:
+    """Fork a process for each worker and follow them to their end (:func:`_drive`); on
+    any error, or an interrupt, they are killed."""
+    context = multiprocessing.get_context("fork")
+    conns: list[Connection] = []
+    processes: list[Any] = []
+    ok = False
+    try:
+        for worker in workers:
+            mine, theirs = context.Pipe()
+            worker.conn = theirs
+            process = context.Process(target=_work, args=(worker,), daemon=True)
+            process.start()
+            theirs.close()
+            worker.spool.close()  # the child has its files open
+            conns.append(mine)
+            processes.append(process)
+        ends = _drive(conns, total, names, progress)
+        ok = True
+    finally:
+        for process in processes:
+            if not ok:
+                process.kill()
+            process.join()
+    return ends
+
+
+def _counts(ends: list[_End], primary: PolicyChoice) -> tuple[ReplayStats, int | None, int | None]:
+    """The whole replay's counts, first and last event time, from the workers'. Every
+    worker reads every line; shard 0 counts the blank ones."""
+    stats = ReplayStats(policy_version=primary.policy.version)
+    stats.lines = ends[0].counts["lines"]
+    for end in ends:
+        for name in _ADDED:
+            setattr(stats, name, getattr(stats, name) + end.counts[name])
+    firsts = [end.first_at for end in ends if end.first_at is not None]
+    lasts = [end.last_at for end in ends if end.last_at is not None]
+    return stats, min(firsts, default=None), max(lasts, default=None)
+
+
+def _analysis(ends: list[_End], policies: list[PolicyChoice]) -> tuple[Analysis, list[Tally]]:
+    """The report's analysis and the what-if's tallies, the workers' parts added up; the
+    alerts are shown to the analysis by :func:`_merge`."""
+    analysis = Analysis(policies[0].policy)
+    for end in ends:
+        if end.part is not None:
+            analysis.add_part(end.part)
+    firsts = [(end.first_record, end.part) for end in ends if end.first_record and end.part]
+    if firsts:  # the first record of all: the one with the lowest merge key
+        analysis.first_record = min(firsts, key=_key)[1].first_record
+    tallies = [Tally(p.label, p.policy) for p in policies]
+    for end in ends:
+        for tally, part in zip(tallies, end.tallies, strict=True):
+            tally.add_part(part)
+    if len(policies) > 1:  # the what-if's call index: the calls by supporter in one
+        # process's order (each supporter at its first outbound call)
+        first_calls = {sid: key for end in ends for sid, key in (end.first_calls or {}).items()}
+        calls = analysis.calls
+        analysis.calls = defaultdict(list)
+        for sid in sorted(calls, key=first_calls.__getitem__):
+            analysis.calls[sid] = calls[sid]
+    return analysis, tallies
 
 
 class _End:
