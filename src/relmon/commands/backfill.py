@@ -197,21 +197,13 @@ def backfill(
 async def _produce(
     merge: Any, settings: Any, prefix: str, result: Backfill, progress: bool
 ) -> None:
-    from tqdm import tqdm
-
+    from relmon.replay.file_replay import bytes_bar
     from relmon.simulation.kafka_sink import produce_messages
     from relmon.topics import HISTORY
 
     history = prefix + HISTORY
     await _check_topics(settings, list(result.produced))
-    with tqdm(
-        total=merge.total_bytes,
-        unit="B",
-        unit_scale=True,
-        desc="backfill",
-        disable=not progress,
-        file=sys.stderr,
-    ) as bar:
+    with bytes_bar(merge.total_bytes, "backfill", progress) as bar:
 
         def messages() -> Iterator[tuple[str, bytes, bytes]]:
             shown = 0

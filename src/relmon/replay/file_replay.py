@@ -71,7 +71,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import orjson
 from tqdm import tqdm
@@ -762,12 +762,7 @@ class Session:
         from relmon.replay.report import Analysis
         from relmon.replay.whatif import Tally
 
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputFileError(
-                f"{out}: cannot create the output directory: {exc.strerror or exc}"
-            ) from None
+        make_out_dir(out)
         self.out = out
         self.source = source
         self.inputs = list(inputs) if inputs is not None else []
@@ -899,6 +894,24 @@ class Session:
         )
         report.write_report(self.out / "report.html", meta, self.analysis, extra)
         return stats, outcomes
+
+
+def make_out_dir(out: Path) -> None:
+    """Create the output folder (and its parents), or say why it cannot be."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputFileError(
+            f"{out}: cannot create the output directory: {exc.strerror or exc}"
+        ) from None
+
+
+def bytes_bar(total: int, desc: str, progress: bool) -> tqdm[Any]:
+    """The progress bar of a pass over input files: bytes read of ``total``, on stderr
+    (off unless ``progress``)."""
+    return tqdm(
+        total=total, unit="B", unit_scale=True, desc=desc, disable=not progress, file=sys.stderr
+    )
 
 
 def late_text(stats: ReplayStats) -> str:
@@ -1053,14 +1066,7 @@ def _replay_merged(
         Session(out, primary, source, compare, inputs=names) as session,
     ):
         merge.on_bad = session.bad_line
-        with tqdm(
-            total=merge.total_bytes,
-            unit="B",
-            unit_scale=True,
-            desc="replay",
-            disable=not progress,
-            file=sys.stderr,
-        ) as bar:
+        with bytes_bar(merge.total_bytes, "replay", progress) as bar:
             shown = 0
 
             def tick() -> None:

@@ -64,11 +64,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
-from tqdm import tqdm
 
 from relmon.domain import Alert, SuppressionRecord, encode_record
 from relmon.domain.events import Event
-from relmon.errors import ConfigError, InputFileError, InvalidEvent, RelmonError
+from relmon.errors import ConfigError, InvalidEvent, RelmonError
 from relmon.replay import file_replay
 from relmon.replay.file_replay import (
     EventTimeMerge,
@@ -79,8 +78,10 @@ from relmon.replay.file_replay import (
     Replayer,
     ReplayStats,
     StepBack,
+    bytes_bar,
     fewer_gc_passes,
     late_section,
+    make_out_dir,
 )
 from relmon.replay.report import AlertView, Analysis, alert_view
 from relmon.replay.whatif import Tally
@@ -347,12 +348,7 @@ def replay_sharded(
     source = ", ".join(names)
     check = EventTimeMerge(paths, lambda *bad: None)
     check.check(scan=False)  # before a process starts: a missing or binary input is refused
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputFileError(
-            f"{out}: cannot create the output directory: {exc.strerror or exc}"
-        ) from None
+    make_out_dir(out)
     # the spools next to the outputs (their size is of the order of the outputs'), not in a
     # /tmp that may be memory
     with tempfile.TemporaryDirectory(prefix=".relmon-replay-", dir=out) as name:
@@ -465,14 +461,7 @@ def _drive(conns: list[Connection], total: int, names: list[str], progress: bool
     input), the latest event time of all sent to each, then their counts."""
     ends = [_End() for _ in conns]
     said: set[int] = set()
-    with tqdm(
-        total=total,
-        unit="B",
-        unit_scale=True,
-        desc="replay",
-        disable=not progress,
-        file=sys.stderr,
-    ) as bar:
+    with bytes_bar(total, "replay", progress) as bar:
         waiting = {conn: i for i, conn in enumerate(conns)}
         while waiting:
             for conn in wait(list(waiting)):
