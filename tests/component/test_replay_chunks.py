@@ -105,8 +105,9 @@ def test_split_by_supporter_over_processes_equals_one_by_one(
     """``--jobs N`` (relmon.replay.sharded): N processes, each replaying its supporters'
     events, merged by this one. Every output file, the report's HTML included, is
     byte-identical to the one-by-one replay in one process: expiries that one process
-    applies at another supporter's event, the end of the replay, bad lines and late
-    events, duplicates across inputs, chunk boundaries anywhere."""
+    applies at another supporter's event, the end of the replay, bad lines, late events,
+    duplicates and redeliveries, chunk boundaries anywhere. (Several inputs merged: the
+    golden tests, which run the CLI's default.)"""
     monkeypatch.setattr(file_replay, "CHUNK", chunk)
     for n, (source, expected) in enumerate(one_by_one):
         got = _replay(tmp_path / f"jobs-{n}", source, jobs=jobs)
