@@ -41,8 +41,9 @@ def _one_by_one(
             self.apply_at(event, int(at), raw, number, sources[index])
 
 
-def _replay(out: Path, source: Path, *extra: str, jobs: int = 1) -> dict[str, bytes]:
-    args = ["replay", "--input", str(source), "--out", str(out), "--no-progress", *extra]
+def _replay(out: Path, source: Path | list[Path], *extra: str, jobs: int = 1) -> dict[str, bytes]:
+    inputs = [f"--input={path}" for path in (source if isinstance(source, list) else [source])]
+    args = ["replay", *inputs, "--out", str(out), "--no-progress", *extra]
     assert main([*args, "--jobs", str(jobs)]) == 0
     return {name: (out / name).read_bytes() for name in OUTPUTS}
 
@@ -59,11 +60,12 @@ def year(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def one_by_one(
     year: Path, tmp_path_factory: pytest.TempPathFactory
-) -> list[tuple[Path, dict[str, bytes]]]:
-    """The simulated year and each golden case (as plain JSON lines), with the outputs of
-    the replay that applies one item at a time, in one process."""
+) -> list[tuple[Path | list[Path], dict[str, bytes]]]:
+    """The simulated year, each golden input (as plain JSON lines), and the two inputs of
+    the shuffled-duplicates case merged, with the outputs of the replay that applies one
+    item at a time, in one process."""
     folder = tmp_path_factory.mktemp("one-by-one")
-    sources = [year]
+    sources: list[Path | list[Path]] = [year]
     for case in GOLDEN:  # the replay reads plain JSON lines
         plain = folder / case.name.removesuffix(".gz")
         plain.write_bytes(
@@ -71,6 +73,8 @@ def one_by_one(
         )
         sources.append(plain)
     assert len(sources) >= 5
+    sources.append(sorted(p for p in sources if isinstance(p, Path) and "dups" in p.name))
+    assert len(sources[-1]) == 2
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Replayer, "apply_chunk", _one_by_one)
         cases = [(s, _replay(folder / f"one-{n}", s)) for n, s in enumerate(sources)]
@@ -80,7 +84,7 @@ def one_by_one(
 
 @pytest.mark.parametrize("chunk", [1, 7, 500, 10**7])
 def test_supporter_by_supporter_equals_one_by_one(
-    one_by_one: list[tuple[Path, dict[str, bytes]]],
+    one_by_one: list[tuple[Path | list[Path], dict[str, bytes]]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     chunk: int,
@@ -91,12 +95,12 @@ def test_supporter_by_supporter_equals_one_by_one(
     for n, (source, expected) in enumerate(one_by_one):
         got = _replay(tmp_path / f"chunk-{n}", source)
         for name in OUTPUTS:
-            assert got[name] == expected[name], (source.name, name)
+            assert got[name] == expected[name], (source, name)
 
 
 @pytest.mark.parametrize(("jobs", "chunk"), [(2, 7), (2, 10**7), (3, 500)])
 def test_split_by_supporter_over_processes_equals_one_by_one(
-    one_by_one: list[tuple[Path, dict[str, bytes]]],
+    one_by_one: list[tuple[Path | list[Path], dict[str, bytes]]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     jobs: int,
@@ -106,13 +110,12 @@ def test_split_by_supporter_over_processes_equals_one_by_one(
     events, merged by this one. Every output file, the report's HTML included, is
     byte-identical to the one-by-one replay in one process: expiries that one process
     applies at another supporter's event, the end of the replay, bad lines, late events,
-    duplicates and redeliveries, chunk boundaries anywhere. (Several inputs merged: the
-    golden tests, which run the CLI's default.)"""
+    duplicates and redeliveries, two inputs merged, chunk boundaries anywhere."""
     monkeypatch.setattr(file_replay, "CHUNK", chunk)
     for n, (source, expected) in enumerate(one_by_one):
         got = _replay(tmp_path / f"jobs-{n}", source, jobs=jobs)
         for name in OUTPUTS:
-            assert got[name] == expected[name], (source.name, name, jobs)
+            assert got[name] == expected[name], (source, name, jobs)
 
 
 @pytest.mark.parametrize("jobs", [1, 2, 3])
