@@ -528,11 +528,18 @@ class EventTimeMerge:
     def sorting(self, index: int) -> EventTimeMerge:
         """A new merge of the same inputs, from the start, with input ``index`` read whole
         and sorted (after it raised :class:`StepBack`); the others as before."""
-        again = EventTimeMerge(self.paths, self.on_bad, self.shard, self.shards)
+        again = self.part(self.shard, self.shards, self.on_bad)
+        again.in_order[index] = False
+        return again
+
+    def part(self, shard: int, shards: int, on_bad: BadLine) -> EventTimeMerge:
+        """A new merge of the same inputs, from the start, as checked already, of the lines
+        of shard ``shard`` of ``shards`` (a replay split by supporter), bad ones to
+        ``on_bad``."""
+        again = EventTimeMerge(self.paths, on_bad, shard, shards)
         again.trusted = self.trusted
         again.sizes = list(self.sizes)
         again.in_order = list(self.in_order)
-        again.in_order[index] = False
         return again
 
     @staticmethod

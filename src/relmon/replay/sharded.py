@@ -148,7 +148,7 @@ class _Worker:
 
     def __init__(
         self,
-        paths: list[Path],
+        inputs: EventTimeMerge,
         names: list[str],
         source: str,
         policies: list[PolicyChoice],
@@ -156,7 +156,8 @@ class _Worker:
         shards: int,
         spool: _Spool,
     ) -> None:
-        self.paths, self.names, self.source, self.policies = paths, names, source, policies
+        # the inputs as checked once for all workers (EventTimeMerge.part)
+        self.inputs, self.names, self.source, self.policies = inputs, names, source, policies
         self.shard, self.shards = shard, shards
         self.spool = spool
         self.conn: Connection  # the worker's end of its pipe, given by _run
@@ -199,8 +200,7 @@ class _Worker:
         raise AssertionError("a file replay's bad lines go to their input's sink")
 
     def run(self) -> None:
-        merge = EventTimeMerge(self.paths, self._bad_line, self.shard, self.shards)
-        merge.check(scan=False)
+        merge = self.inputs.part(self.shard, self.shards, self._bad_line)
         while True:
             try:
                 self._replay(merge)
@@ -346,18 +346,18 @@ def replay_sharded(
     started = time.perf_counter()
     policies = [primary] if compare is None else [primary, compare]
     source = ", ".join(names)
-    check = EventTimeMerge(paths, lambda *bad: None)
-    check.check(scan=False)  # before a process starts: a missing or binary input is refused
+    inputs = EventTimeMerge(paths, lambda *bad: None)
+    inputs.check(scan=False)  # before a process starts: a missing or binary input is refused
     make_out_dir(out)
     # the spools next to the outputs (their size is of the order of the outputs'), not in a
     # /tmp that may be memory
     with tempfile.TemporaryDirectory(prefix=".relmon-replay-", dir=out) as name:
         folder = Path(name)
         workers = [
-            _Worker(paths, names, source, policies, shard, jobs, _Spool(folder, shard))
+            _Worker(inputs, names, source, policies, shard, jobs, _Spool(folder, shard))
             for shard in range(jobs)
         ]
-        ends = _run(workers, check.total_bytes, names, progress)
+        ends = _run(workers, inputs.total_bytes, names, progress)
         stats, first_at, last_at = _counts(ends, primary)
         analysis, tallies = _analysis(ends, policies)
         _merge(folder, jobs, out, analysis)
